@@ -1,0 +1,205 @@
+"""The ``ganzoo`` command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ganzoo.errors import GanzooError
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+class GanzooGroup(click.Group):
+    """Shows a GanzooError as one line on stderr with exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GanzooError as error:
+            raise UserError(str(error)) from None
+
+
+@click.group(cls=GanzooGroup)
+@click.version_option(package_name="ganzoo")
+def cli():
+    """ganzoo: a plugin-based GAN zoo for album cover art."""
+
+
+@cli.command()
+@click.argument("recipe", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field, e.g. --set data.image_size=32 --set options.wgan.n_critic=3.")
+@click.option("--steps", type=click.IntRange(min=1), help="Total generator steps (also when resuming).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget for this run.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/RECIPE-TIME].")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this folder.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(recipe, config_file, overrides, steps, minutes, out, resume, device, quiet):
+    """Train RECIPE, components joined with '+': wgan, wgan+logan, mygan+wgan.
+
+    Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt to the run
+    folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it stopped.
+    """
+    from ganzoo.checkpoint import load_checkpoint
+    from ganzoo.config import TrainConfig, build_config
+    from ganzoo.train import train as run_training
+
+    state = None
+    if resume:
+        if config_file or overrides:
+            raise GanzooError("--resume continues a run with its own config; only --steps, --minutes and "
+                              "--device may change")
+        state = load_checkpoint(Path(resume) / "checkpoint.pt")
+        config = TrainConfig.model_validate_json(state["config"])
+        if recipe and recipe != config.recipe:
+            raise GanzooError(f"{resume} trains {config.recipe!r}, not {recipe!r}")
+        run_dir = Path(resume)
+        updates = {"steps": steps or config.steps, "minutes": minutes,
+                   "device": device or config.device}
+        config = config.model_copy(update=updates)
+    else:
+        if not recipe:
+            raise GanzooError("name a RECIPE to train (e.g. `ganzoo train wgan`), or --resume a run folder")
+        config = build_config({"recipe": recipe}, config_file, overrides)
+        updates = {k: v for k, v in {"steps": steps, "minutes": minutes, "device": device}.items() if v}
+        if minutes and not steps:
+            updates["steps"] = None
+        config = build_config(config.model_dump() | updates)
+        run_dir = Path(out) if out else Path("runs") / f"{recipe.replace('+', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "checkpoint.pt").exists():
+            raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+    summary = run_training(config, run_dir, resume=state, progress=not quiet)
+    note = {"steps": "finished", "minutes": "time budget reached",
+            "interrupt": "interrupted; continue with --resume"}[summary["stopped_by"]]
+    click.echo(f"step {summary['step']}: {note}\n  checkpoint: {summary['checkpoint']}\n"
+               f"  samples:    {summary['samples']}")
+    if summary["stopped_by"] == "interrupt":
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("-n", "count", type=click.IntRange(min=1, max=4096), default=64, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True,
+              help="Grid image to write.")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Also write each image as its own PNG here.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def generate(checkpoint, count, out, out_dir, seed, device):
+    """Generate COUNT covers from a checkpoint's EMA generator.
+
+    Conditional checkpoints use the conditions of the first rows of their training data, in turn.
+    """
+    import torch
+    from torchvision.utils import save_image
+
+    from ganzoo.sampling import load_generator
+    from ganzoo.train import resolve_device
+
+    device = resolve_device(device)
+    generator, state = load_generator(checkpoint, device)
+    latent = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    condition = None
+    if state["spec"]["condition_dim"]:
+        rows = state["fixed_condition"]
+        condition = rows[torch.arange(count) % len(rows)].to(device)
+    with torch.no_grad():
+        images = (generator(latent, condition).float().cpu() + 1) / 2
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_image(images, out, nrow=int(math.ceil(math.sqrt(count))))
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image(image, Path(out_dir) / f"{i:05d}.png")
+    click.echo(f"wrote {count} covers to {out}" + (f" and {out_dir}/" if out_dir else ""))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json):
+    """List loaded plugins, their versions and the components each registers."""
+    from ganzoo.plugins import get_registry
+
+    registry = get_registry()
+    listing = [{"name": info.name, "version": info.version,
+                "components": [{"kind": c.kind, "name": c.name} for c in info.components]}
+               for info in registry.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for plugin in listing:
+        click.echo(f"{plugin['name']} {plugin['version'] or ''}".rstrip())
+        for component in plugin["components"]:
+            click.echo(f"  {component['kind']}: {component['name']}")
+
+
+@cli.group(cls=GanzooGroup)
+def data():
+    """Prepare and inspect datasets."""
+
+
+@data.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--size", type=click.Choice(["32", "64", "128"]), default="64", show_default=True)
+@click.option("--metadata", type=click.Path(exists=True, dir_okay=False),
+              help="CSV with a 'file' column (name or relative path) joined onto the images.")
+@click.option("--out", type=click.Path(file_okay=False), help="Store folder [default: a cache folder].")
+@click.option("--workers", type=click.IntRange(min=1), help="Decoding processes [default: all cores].")
+def prepare(folder, size, metadata, out, workers):
+    """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files skipped."""
+    from ganzoo.data.prepare import format_counts, prepare as prepare_store
+
+    store, report = prepare_store(folder, int(size), metadata, out, workers)
+    click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
+    click.echo(f"  kept {report['kept']} of {report['files']} files")
+    if report["dropped"]:
+        click.echo(f"  dropped: {format_counts(report['dropped'])}")
+    if report["fixed"]:
+        click.echo(f"  fixed: {format_counts(report['fixed'])}")
+    if metadata:
+        click.echo(f"  metadata rows without an image: {report['metadata_rows_without_image']}")
+
+
+@data.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+def inspect(store):
+    """Summarise a packed store: size, count, fingerprint, metadata columns, cleaning report."""
+    import numpy as np
+
+    from ganzoo.data.prepare import format_counts
+    from ganzoo.data.store import load_store, read_manifest
+
+    manifest = read_manifest(Path(store))
+    data = load_store(store)
+    click.echo(f"{data.name}: {len(data.images)} images of {manifest['image_size']} px, "
+               f"fingerprint {data.fingerprint}")
+    click.echo(f"  source: {manifest.get('source', '?')}")
+    report = manifest.get("report", {})
+    if report.get("dropped"):
+        click.echo(f"  dropped when prepared: {format_counts(report['dropped'])}")
+    for column, values in data.metadata.items():
+        if values.dtype == np.float64 and len(values):
+            click.echo(f"  {column}: numeric, {np.nanmin(values):g} to {np.nanmax(values):g}, "
+                       f"{int(np.isnan(values).sum())} missing")
+        else:
+            click.echo(f"  {column}: text, {len(set(values.tolist()))} distinct")
+
+
+def main():
+    try:
+        from ganzoo.plugins import get_registry
+        get_registry().plugin_manager.hook.register_commands(cli=cli)
+    except GanzooError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
+    cli(prog_name="ganzoo")

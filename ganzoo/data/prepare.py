@@ -1,0 +1,219 @@
+"""Clean a folder of images into a packed store: any mode to RGB, centre crop, antialiased resize, bad files
+counted and skipped. The store is cached by content, so preparing the same folder twice is instant."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ganzoo.data.store import IMAGES_FILE, STORE_FORMAT, STORE_VERSION, is_store, read_manifest, write_metadata_csv
+from ganzoo.errors import GanzooError
+
+CLEANING_VERSION = 1
+MIN_SIDE = 8
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
+class BadImage(Exception):
+    """An image file that cannot be used; the message is the reason counted in the report."""
+
+
+def to_rgb(image: Image.Image, fixes: list[str]) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is flattened onto white, 16/32-bit greys rescaled."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    fixes.append(f"mode {mode}")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max(initial=0.0)
+        scale = 255.0 / 65535.0 if peak > 255 else (255.0 if mode == "F" and peak <= 1.0 else 1.0)
+        grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, ALPHA_BACKGROUND + (255,))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """Decode, convert, centre-crop and resize one file to (size, size, 3) uint8. Raises BadImage."""
+    fixes: list[str] = []
+    if os.path.getsize(path) == 0:
+        raise BadImage("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                if image.format == "JPEG":
+                    image.draft(image.mode, (size, size))
+                image.load()
+                width, height = image.size
+                if min(width, height) < MIN_SIDE:
+                    raise BadImage("too small")
+                image = to_rgb(image, fixes)
+    except BadImage:
+        raise
+    except Image.DecompressionBombError:
+        raise BadImage("too large") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError):
+        raise BadImage("truncated or corrupt") from None
+    width, height = image.size
+    side = min(width, height)
+    if width != height:
+        fixes.append("cropped to square")
+    left, top = (width - side) // 2, (height - side) // 2
+    if side != size:
+        fixes.append("resized")
+    resized = image.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
+    return np.asarray(resized, dtype=np.uint8), fixes
+
+
+def _clean_worker(job: tuple[str, int]):
+    path, size = job
+    try:
+        array, fixes = clean_image(path, size)
+        return array, fixes, None
+    except BadImage as error:
+        return None, [], str(error)
+
+
+def list_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | None) -> str:
+    digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}".encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    if metadata_csv is not None:
+        digest.update(metadata_csv.read_bytes())
+    return digest.hexdigest()
+
+
+def read_metadata_rows(metadata_csv: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Rows keyed by their ``file`` column (or the first column): a file name or a path relative to the folder."""
+    try:
+        with open(metadata_csv, newline="") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            if not columns:
+                raise GanzooError(f"metadata {metadata_csv} has no header row")
+            key = "file" if "file" in columns else columns[0]
+            rows = {row[key]: row for row in reader}
+    except OSError as error:
+        raise GanzooError(f"cannot read metadata {metadata_csv}: {error.strerror}") from None
+    except csv.Error as error:
+        raise GanzooError(f"metadata {metadata_csv} is not valid CSV: {error}") from None
+    return columns, rows
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GANZOO_CACHE", Path.home() / ".cache" / "ganzoo")) / "stores"
+
+
+def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = None, out: str | Path | None = None,
+            workers: int | None = None, progress: bool = True) -> tuple[Path, dict]:
+    """Pack ``folder`` into a store at ``out`` (or the cache). Returns (store path, report).
+
+    With ``metadata_csv``, only images with a metadata row are kept, in file order, with that row attached.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GanzooError(f"{folder} is not a folder of images")
+    metadata_path = Path(metadata_csv) if metadata_csv else None
+    files = [p for p in list_files(folder) if metadata_path is None or p.resolve() != metadata_path.resolve()]
+    key = source_key(files, folder, size, metadata_path)
+    target = Path(out) if out else default_cache_dir() / f"{folder.resolve().name}-{size}px-{key[:12]}"
+    if is_store(target):
+        manifest = read_manifest(target)
+        if manifest.get("source_key") == key:
+            return target, dict(manifest["report"], cached=True)
+        raise GanzooError(f"{target} already holds a different store; choose another --out")
+
+    columns, rows = read_metadata_rows(metadata_path) if metadata_path else ([], {})
+    key_column = ("file" if "file" in columns else columns[0]) if columns else None
+    dropped: Counter[str] = Counter()
+    fixed: Counter[str] = Counter()
+    kept_rows: list[dict[str, str]] = []
+    matched_keys: set[str] = set()
+    jobs = []
+    for path in files:
+        relative = str(path.relative_to(folder))
+        row_key = relative if relative in rows else path.name
+        row = rows.get(row_key) if metadata_path else {}
+        if row is None:
+            dropped["no metadata row"] += 1
+            continue
+        matched_keys.add(row_key)
+        jobs.append((str(path), size, row))
+
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    workers = workers or os.cpu_count() or 1
+    kept = 0
+    with open(staging / IMAGES_FILE, "wb") as sink:
+        pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 256 else None
+        try:
+            results = (pool.imap(_clean_worker, [(p, s) for p, s, _ in jobs], chunksize=64) if pool
+                       else map(_clean_worker, [(p, s) for p, s, _ in jobs]))
+            for (path, _, row), (array, fixes, reason) in tqdm(
+                    zip(jobs, results), total=len(jobs), desc=f"prepare {folder.name}", unit="img",
+                    disable=not progress):
+                if reason:
+                    dropped[reason] += 1
+                    continue
+                sink.write(array.tobytes())
+                fixed.update(fixes)
+                kept_rows.append({"file": str(Path(path).relative_to(folder)),
+                                  **{c: v for c, v in row.items() if c != key_column}})
+                kept += 1
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+    if kept == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise GanzooError(f"no usable images in {folder} ({format_counts(dropped) or 'no files'})")
+    metadata = {c: np.array([r.get(c, "") for r in kept_rows], dtype=object) for c in kept_rows[0]}
+    write_metadata_csv(staging / "metadata.csv", metadata, kept)
+    report = {"files": len(files), "kept": kept, "dropped": dict(dropped), "fixed": dict(fixed),
+              "metadata_rows_without_image": len(rows) - len(matched_keys)}
+    manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": folder.resolve().name,
+                "image_size": size, "count": kept, "source": str(folder.resolve()), "source_key": key,
+                "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target, dict(report, cached=False)
+
+
+def fingerprint_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))

@@ -1,0 +1,159 @@
+"""The contracts between the engine and plugins. A plugin implements one of these by reading its docstring.
+
+Shapes: images are float tensors (B, C, S, S) in [-1, 1]; latents ``z`` are (B, latent_dim); conditions ``c`` are
+(B, condition_dim) float tensors, or ``None`` for an unconditional model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+Metadata = dict[str, np.ndarray]
+"""A metadata table: column name -> array with one entry per image."""
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """What the engine asks an architecture factory to build.
+
+    ``aux_outputs`` names the auxiliary outputs the critic must return (name -> width), requested by auxiliary
+    objectives such as ACGAN. ``critic_batchnorm`` is False when the loss forbids batch statistics in the critic
+    (a gradient penalty is per sample, so Gulrajani et al. remove batch norm from the critic).
+    """
+
+    image_size: int
+    latent_dim: int
+    channels: int = 3
+    condition_dim: int = 0
+    aux_outputs: dict[str, int] = field(default_factory=dict)
+    critic_batchnorm: bool = True
+
+
+class Generator(nn.Module):
+    """``G(z, c) -> images in [-1, 1]`` of shape (B, channels, image_size, image_size)."""
+
+    latent_dim: int
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class CriticOutput:
+    """The critic's verdict: ``score`` (B,) for the adversarial loss, ``aux`` the named auxiliary outputs."""
+
+    score: torch.Tensor
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Critic(nn.Module):
+    """``D(x, c) -> CriticOutput``: one adversarial score per image plus the auxiliary outputs of its spec."""
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
+        raise NotImplementedError
+
+
+Terms = dict[str, torch.Tensor]
+"""Named scalar loss terms. The engine sums them, backpropagates the sum and logs each term by name."""
+
+
+class AdversarialLoss(ABC):
+    """An adversarial objective: the critic and generator terms plus the optimisers it was designed with.
+
+    ``n_critic`` critic steps run per generator step. Set ``allows_critic_batchnorm`` to False when a term
+    (such as a gradient penalty) must see each sample independently.
+    """
+
+    n_critic: int = 1
+    allows_critic_batchnorm: bool = True
+
+    @abstractmethod
+    def optimisers(self, generator: Generator, critic: Critic) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """Return (generator optimiser, critic optimiser)."""
+
+    @abstractmethod
+    def critic_terms(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None,
+                     real_out: CriticOutput, fake_out: CriticOutput) -> Terms:
+        """Terms the critic minimises. ``fake`` is detached; ``critic`` may be called again (regularisers)."""
+
+    @abstractmethod
+    def generator_terms(self, fake_out: CriticOutput) -> Terms:
+        """Terms the generator minimises, from the critic's verdict on generated images."""
+
+
+class LatentOptimiser(ABC):
+    """Moves latents before they are used, as LOGAN does. ``applies_to`` names the phases that use the result:
+    a subset of {"critic", "generator"}."""
+
+    applies_to: frozenset[str] = frozenset({"critic", "generator"})
+
+    @abstractmethod
+    def optimise(self, z: torch.Tensor, condition: torch.Tensor | None, generator: Generator, critic: Critic,
+                 ) -> torch.Tensor:
+        """Return the new latents, detached: no gradient may reach G or D through this step."""
+
+
+class Auxiliary(ABC):
+    """An auxiliary objective on named critic outputs (an ACGAN head, for example)."""
+
+    @abstractmethod
+    def outputs(self, condition_dim: int) -> dict[str, int]:
+        """The auxiliary critic outputs this objective needs: name -> width."""
+
+    @abstractmethod
+    def critic_terms(self, real_out: CriticOutput, real_condition: torch.Tensor | None) -> Terms:
+        """Terms the critic minimises, computed on real images and their conditions."""
+
+    @abstractmethod
+    def generator_terms(self, fake_out: CriticOutput, condition: torch.Tensor | None) -> Terms:
+        """Terms the generator minimises for images generated with ``condition``."""
+
+
+class Condition(ABC):
+    """Turns metadata into a conditioning vector. ``fit`` learns from the training table (vocabulary,
+    normalisation); ``encode`` maps rows to a (B, dim) float tensor; ``describe`` is one line for the CLI."""
+
+    dim: int
+
+    @abstractmethod
+    def fit(self, metadata: Metadata) -> None:
+        """Learn whatever the encoding needs from the whole training table."""
+
+    @abstractmethod
+    def encode(self, metadata: Metadata) -> torch.Tensor:
+        """Encode rows (all columns sliced alike) to a float tensor (rows, dim)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line saying what this condition encodes."""
+
+
+@dataclass
+class ImageData:
+    """A dataset: uint8 images (N, S, S, 3), possibly memory-mapped, and a metadata table with N rows.
+
+    ``fingerprint`` identifies the content (used in run folders and benchmark protocols).
+    """
+
+    name: str
+    images: np.ndarray
+    metadata: Metadata
+    fingerprint: str
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"dataset {self.name!r}: images must be uint8 (N, S, S, 3), got "
+                             f"{self.images.dtype} {self.images.shape}")
+        for column, values in self.metadata.items():
+            if len(values) != len(self.images):
+                raise ValueError(f"dataset {self.name!r}: metadata column {column!r} has {len(values)} rows "
+                                 f"for {len(self.images)} images")
+
+    def rows(self, indices) -> Metadata:
+        """The metadata of the given image indices."""
+        return {column: values[indices] for column, values in self.metadata.items()}

@@ -1,0 +1,107 @@
+"""DCGAN generator and critic (Radford et al. 2015) for 32, 64 and 128 px, as a ganzoo architecture plugin.
+
+Conditions enter the generator by concatenation with z, and the critic by a projection term
+(Miyato & Koyama 2018): score = linear(h) + <embed(c), h>. Auxiliary outputs are linear heads on h.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ganzoo import ArchitectureSpec, Critic, CriticOutput, GanzooError, Generator, hookimpl, parse_options
+
+SUPPORTED_SIZES = (32, 64, 128)
+
+
+class DCGANOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(64, gt=0, description="channels at the highest resolution; doubled at each halving")
+    critic_norm: Literal["auto", "batch", "layer", "none"] = Field(
+        "auto", description="auto: batch norm unless the loss forbids it, then none")
+
+
+def _stages(image_size: int) -> int:
+    if image_size not in SUPPORTED_SIZES:
+        raise GanzooError(f"dcgan supports image sizes {SUPPORTED_SIZES}, not {image_size}")
+    return int(math.log2(image_size)) - 2
+
+
+class DCGANGenerator(Generator):
+    def __init__(self, latent_dim: int, condition_dim: int, image_size: int, width: int, channels: int = 3):
+        super().__init__()
+        self.latent_dim = latent_dim
+        stages = _stages(image_size)
+        widths = [width * 2 ** i for i in reversed(range(stages))]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim + condition_dim, widths[0], 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for wide, narrow in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if c is not None:
+            z = torch.cat([z, c], dim=1)
+        return self.net(z[:, :, None, None])
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class DCGANCritic(Critic):
+    def __init__(self, image_size: int, width: int, norm: str, condition_dim: int, aux_outputs: dict[str, int],
+                 channels: int = 3):
+        super().__init__()
+        stages = _stages(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        current = width
+        for _ in range(stages - 1):
+            layers += [nn.Conv2d(current, current * 2, 4, 2, 1, bias=norm == "none"),
+                       _norm(norm, current * 2), nn.LeakyReLU(0.2, True)]
+            current *= 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        feature_dim = current * 4 * 4
+        self.score = nn.Linear(feature_dim, 1)
+        self.projection = nn.Linear(condition_dim, feature_dim, bias=False) if condition_dim else None
+        self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, dim) for name, dim in aux_outputs.items()})
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
+        h = self.features(x)
+        score = self.score(h).squeeze(1)
+        if self.projection is not None and c is not None:
+            score = score + (self.projection(c) * h).sum(dim=1)
+        return CriticOutput(score=score, aux={name: head(h) for name, head in self.heads.items()})
+
+
+def build_dcgan(spec: ArchitectureSpec, options: dict) -> tuple[DCGANGenerator, DCGANCritic]:
+    """Build a DCGAN pair for ``spec``; options: ``width``, ``critic_norm``."""
+    parsed = parse_options(DCGANOptions, options, "options.dcgan")
+    norm = parsed.critic_norm
+    if norm == "auto":
+        norm = "batch" if spec.critic_batchnorm else "none"
+    elif norm == "batch" and not spec.critic_batchnorm:
+        raise GanzooError("invalid config: options.dcgan.critic_norm: batch norm in the critic is not allowed "
+                          "with this loss (its gradient penalty is per sample); use none or layer")
+    generator = DCGANGenerator(spec.latent_dim, spec.condition_dim, spec.image_size, parsed.width, spec.channels)
+    critic = DCGANCritic(spec.image_size, parsed.width, norm, spec.condition_dim, spec.aux_outputs, spec.channels)
+    for module in (*generator.modules(), *critic.modules()):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return generator, critic
+
+
+@hookimpl
+def register_architectures(register):
+    register("dcgan", build_dcgan)

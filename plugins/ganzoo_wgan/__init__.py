@@ -1,0 +1,65 @@
+"""WGAN-GP (Gulrajani et al. 2017, arXiv 1704.00028) as a ganzoo loss plugin.
+
+Critic: E[D(fake)] - E[D(real)] + lambda * E[(||grad_x D(x_hat)||_2 - 1)^2] with x_hat on random lines between
+real and fake samples. Generator: -E[D(fake)]. Defaults follow the paper: lambda 10, n_critic 5,
+Adam(lr 1e-4, betas (0, 0.9)).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ganzoo import AdversarialLoss, Critic, CriticOutput, Terms, hookimpl, parse_options
+
+
+class WGANGPOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gp_weight: float = Field(10.0, ge=0, description="lambda, the gradient penalty's weight")
+    n_critic: int = Field(5, gt=0, description="critic updates per generator update")
+    lr_generator: float = Field(1e-4, gt=0)
+    lr_critic: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
+                     condition: torch.Tensor | None) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1] per sample."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    score = critic(x_hat, condition).score
+    (gradient,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
+    norm = gradient.flatten(1).float().pow(2).sum(dim=1).add(1e-12).sqrt()
+    return (norm - 1).pow(2).mean()
+
+
+class WGANGP(AdversarialLoss):
+    allows_critic_batchnorm = False
+
+    def __init__(self, options: WGANGPOptions):
+        self.options = options
+        self.n_critic = options.n_critic
+
+    def optimisers(self, generator, critic):
+        o = self.options
+        return (torch.optim.Adam(generator.parameters(), lr=o.lr_generator, betas=o.betas),
+                torch.optim.Adam(critic.parameters(), lr=o.lr_critic, betas=o.betas))
+
+    def critic_terms(self, critic, real, fake, condition, real_out: CriticOutput, fake_out: CriticOutput) -> Terms:
+        terms = {"wasserstein": fake_out.score.mean() - real_out.score.mean()}
+        if self.options.gp_weight:
+            terms["gradient_penalty"] = self.options.gp_weight * gradient_penalty(critic, real, fake, condition)
+        return terms
+
+    def generator_terms(self, fake_out: CriticOutput) -> Terms:
+        return {"adversarial": -fake_out.score.mean()}
+
+
+def build_wgan_gp(options: dict) -> WGANGP:
+    """WGAN-GP; options: gp_weight, n_critic, lr_generator, lr_critic, betas."""
+    return WGANGP(parse_options(WGANGPOptions, options, "options.wgan"))
+
+
+@hookimpl
+def register_losses(register):
+    register("wgan", build_wgan_gp)

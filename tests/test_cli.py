@@ -1,0 +1,71 @@
+"""The command line through real subprocesses: train, generate, interrupt and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from ganzoo.checkpoint import load_checkpoint
+
+from conftest import TINY_FLAGS, run_ganzoo
+
+
+def test_train_then_generate(tmp_path):
+    run = tmp_path / "run"
+    result = run_ganzoo("train", "wgan", *TINY_FLAGS, "--steps", "3", "--out", run)
+    assert result.returncode == 0, result.stderr
+    assert "step 3: finished" in result.stdout
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    grid = tmp_path / "grid.png"
+    singles = tmp_path / "singles"
+    result = run_ganzoo("generate", run / "checkpoint.pt", "-n", "9", "--out", grid, "--out-dir", singles)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(grid).size == (2 + 3 * 34, 2 + 3 * 34)
+    files = sorted(singles.iterdir())
+    assert len(files) == 9 and Image.open(files[0]).size == (32, 32)
+    again = tmp_path / "again.png"
+    run_ganzoo("generate", run, "-n", "9", "--out", again)
+    assert np.array_equal(np.asarray(Image.open(grid)), np.asarray(Image.open(again)))
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    run = tmp_path / "run"
+    assert run_ganzoo("train", "wgan", *TINY_FLAGS, "--steps", "1", "--out", run).returncode == 0
+    result = run_ganzoo("train", "wgan", *TINY_FLAGS, "--steps", "1", "--out", run)
+    assert result.returncode == 2 and "--resume" in result.stderr
+
+
+def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "ganzoo", "train", "wgan", *TINY_FLAGS, "--steps", "100000",
+                                "--set", "log_every=1", "--out", str(run), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted; continue with --resume" in stdout and "Traceback" not in stderr
+    stopped_at = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert stopped_at >= 1
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] == stopped_at  # nothing done after the last logged step was lost
+
+    result = run_ganzoo("train", "--resume", run, "--steps", str(stopped_at + 2), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == stopped_at + 2
+
+
+def test_resume_rejects_config_changes(tmp_path):
+    run = tmp_path / "run"
+    assert run_ganzoo("train", "wgan", *TINY_FLAGS, "--steps", "1", "--out", run).returncode == 0
+    result = run_ganzoo("train", "--resume", run, "--set", "batch_size=4")
+    assert result.returncode == 2 and "own config" in result.stderr
+    result = run_ganzoo("train")
+    assert result.returncode == 2 and "name a RECIPE" in result.stderr

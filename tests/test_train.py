@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+from ganzoo.checkpoint import load_checkpoint
+from ganzoo.errors import GanzooError
+from ganzoo.plugins import get_registry
+from ganzoo.train import BatchSampler, train
+
+from conftest import tiny_config
+
+
+def assert_same_state(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(tiny_config(steps=6), tmp_path / "straight", progress=False)
+    train(tiny_config(steps=3), tmp_path / "split", progress=False)
+    first_half = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert first_half["step"] == 3
+    train(tiny_config(steps=6), tmp_path / "split", resume=first_half, progress=False)
+
+    a = load_checkpoint(straight["checkpoint"])
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for key in ("step", "generator", "critic", "ema", "optimiser_g", "optimiser_d", "sampler_position", "rng_cpu"):
+        assert_same_state(a[key], b[key], key)
+    # the comparison is meaningful: training moved the weights
+    first = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert not torch.equal(first_half["generator"]["net.0.weight"], first["generator"]["net.0.weight"])
+
+
+def test_run_folder_contents(tmp_path):
+    summary = train(tiny_config(steps=4), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert summary["step"] == 4 and summary["stopped_by"] == "steps"
+    assert json.loads((run / "config.json").read_text())["recipe"] == "wgan"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    assert {"critic/wasserstein", "critic/gradient_penalty", "generator/adversarial",
+            "critic_images_per_s"} <= lines[0].keys()
+    assert (run / "samples.png").is_file() and (run / "samples" / "step_0000002.png").is_file()
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["sampler_position"] == 4 * 2  # n_critic real batches per generator step
+
+
+def test_minutes_budget_stops_early(tmp_path):
+    summary = train(tiny_config(steps=None, minutes=0.02), tmp_path / "run", progress=False)
+    assert summary["stopped_by"] == "minutes" and summary["step"] >= 1
+
+
+def test_batch_sampler_covers_each_epoch_once_and_reshuffles():
+    sampler = BatchSampler(count=10, batch_size=3, seed=1)
+    epoch_one = torch.cat([sampler.next() for _ in range(3)])
+    epoch_two = torch.cat([sampler.next() for _ in range(3)])
+    assert len(set(epoch_one.tolist())) == 9 and len(set(epoch_two.tolist())) == 9
+    assert not torch.equal(epoch_one, epoch_two)
+    replay = BatchSampler(count=10, batch_size=3, seed=1)
+    replay.position = 3
+    assert torch.equal(torch.cat([replay.next() for _ in range(3)]), epoch_two)
+
+
+def test_resume_refuses_other_data(tmp_path):
+    train(tiny_config(steps=2), tmp_path / "run", progress=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    other = tiny_config(steps=4, data={"image_size": 32, "count": 128, "seed": 5})
+    with pytest.raises(GanzooError, match="dataset differs"):
+        train(other, tmp_path / "run", resume=state, progress=False)
+
+
+def test_options_for_components_outside_the_recipe_are_rejected(tmp_path):
+    config = tiny_config(options={"logan": {"steps": 1}})
+    with pytest.raises(GanzooError, match="options for logan"):
+        train(config, tmp_path / "run", registry=get_registry(), progress=False)

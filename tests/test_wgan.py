@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ganzoo import Critic, CriticOutput
+from ganzoo_wgan import WGANGPOptions, WGANGP, gradient_penalty
+
+
+class LinearCritic(Critic):
+    """D(x) = <w, x>: its gradient is w everywhere."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x, c=None):
+        return CriticOutput(score=(x * self.w).flatten(1).sum(1))
+
+
+class HalfSquaredNormCritic(Critic):
+    """D(x) = ||x||^2 / 2: its gradient at x is x itself."""
+
+    def forward(self, x, c=None):
+        return CriticOutput(score=0.5 * x.flatten(1).pow(2).sum(1))
+
+
+def test_penalty_of_linear_critic_is_norm_of_w_minus_one_squared():
+    torch.manual_seed(0)
+    w = torch.full((1, 3, 4, 4), 0.5)  # ||w|| = sqrt(48 * 0.25) = sqrt(12)
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    penalty = gradient_penalty(LinearCritic(w), real, fake, None)
+    assert penalty.item() == pytest.approx((math.sqrt(12) - 1) ** 2, rel=1e-5)
+
+
+def test_penalty_of_quadratic_critic_uses_each_sample_norm():
+    real = torch.zeros(2, 1, 2, 2)
+    real[0] = 0.25  # ||x|| = 0.5
+    real[1] = 1.5   # ||x|| = 3
+    penalty = gradient_penalty(HalfSquaredNormCritic(), real, real.clone(), None)
+    expected = ((0.5 - 1) ** 2 + (3 - 1) ** 2) / 2
+    assert penalty.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_penalty_gradient_reaches_critic_parameters():
+    critic = LinearCritic(torch.full((1, 1, 2, 2), 2.0))
+    penalty = gradient_penalty(critic, torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2), None)
+    penalty.backward()
+    # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||, with ||w|| = 4
+    assert torch.allclose(critic.w.grad, torch.full((1, 1, 2, 2), 2 * 3 * 2.0 / 4))
+
+
+def test_critic_and_generator_terms_follow_wgan_gp():
+    loss = WGANGP(WGANGPOptions(gp_weight=10.0))
+    critic = LinearCritic(torch.full((1, 1, 1, 1), 1.0))  # ||w|| = 1: zero penalty
+    real, fake = torch.full((4, 1, 1, 1), 2.0), torch.full((4, 1, 1, 1), -1.0)
+    terms = loss.critic_terms(critic, real, fake, None, critic(real), critic(fake))
+    assert terms["wasserstein"].item() == pytest.approx(-3.0)
+    assert terms["gradient_penalty"].item() == pytest.approx(0.0, abs=1e-8)
+    assert loss.generator_terms(critic(fake))["adversarial"].item() == pytest.approx(1.0)
+
+
+def test_defaults_are_the_papers():
+    loss = WGANGP(WGANGPOptions())
+    assert (loss.options.gp_weight, loss.n_critic) == (10.0, 5)
+    optimiser_g, optimiser_d = loss.optimisers(nn.Linear(2, 2), nn.Linear(2, 2))
+    for optimiser in (optimiser_g, optimiser_d):
+        assert optimiser.defaults["lr"] == 1e-4 and optimiser.defaults["betas"] == (0.0, 0.9)
+    assert loss.allows_critic_batchnorm is False
