@@ -1,7 +1,8 @@
 """Training throughput of `ganzoo train wgan` against a plain hand-written WGAN-GP loop, in one process.
 
 Both use the same DCGAN modules, batch, data, n_critic and optimisers; the hand-written loop also keeps an EMA of
-the generator, as the engine does. Rounds alternate (engine, plain, engine with channels_last) so drift in the machine
+the generator, as the engine does. The plain loop holds the data as one NCHW float tensor in [-1, 1] (the usual
+TensorDataset set-up) and slices batches from it in order; the engine converts shuffled uint8 batches each step. Rounds alternate (engine, plain, engine with channels_last) so drift in the machine
 affects all alike; each times `--steps` generator steps after as many untimed warm-up steps.
 
     python benchmarks/bench_train.py --size 64 --batch 64 --rounds 3
@@ -44,7 +45,7 @@ def plain_throughput(args) -> float:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     data = synthcovers(build_config({"data": {"image_size": args.size, "count": args.count}}).data)
-    images = torch.from_numpy(data.images)
+    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous().to(device)
     generator, critic = build_dcgan(ArchitectureSpec(image_size=args.size, latent_dim=128, critic_batchnorm=False),
                                     {"width": args.width})
     generator, critic = generator.to(device), critic.to(device)
@@ -58,7 +59,7 @@ def plain_throughput(args) -> float:
         for _ in range(n_critic):
             if cursor + args.batch > len(images):
                 cursor = 0
-            real = images[cursor:cursor + args.batch].to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            real = images[cursor:cursor + args.batch]
             cursor += args.batch
             with torch.no_grad():
                 fake = generator(torch.randn(args.batch, 128, device=device))

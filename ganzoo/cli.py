@@ -78,7 +78,12 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
         run_dir = Path(out) if out else Path("runs") / f"{recipe.replace('+', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "checkpoint.pt").exists():
             raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
-    summary = run_training(config, run_dir, resume=state, progress=not quiet)
+    try:
+        summary = run_training(config, run_dir, resume=state, progress=not quiet)
+    except KeyboardInterrupt:
+        saved = "the last checkpoint is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint yet"
+        click.echo(f"Aborted: {saved}.", err=True)
+        sys.exit(130)
     note = {"steps": "finished", "minutes": "time budget reached",
             "interrupt": "interrupted; continue with --resume"}[summary["stopped_by"]]
     click.echo(f"step {summary['step']}: {note}\n  checkpoint: {summary['checkpoint']}\n"

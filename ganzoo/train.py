@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,17 @@ class Model:
     ema: AveragedModel
 
     def encode_conditions(self, data: ImageData, indices: torch.Tensor, device) -> torch.Tensor | None:
+        """The conditions of the given dataset rows, or None for an unconditional model."""
         if not self.conditions:
             return None
         rows = data.rows(indices.numpy())
         return torch.cat([c.encode(rows) for c in self.conditions], dim=1).to(device)
+
+    def sample_conditions(self, data: ImageData, count: int, device) -> torch.Tensor | None:
+        """Conditions of ``count`` random dataset rows: the data's own joint distribution."""
+        if not self.conditions:
+            return None
+        return self.encode_conditions(data, torch.randint(len(data.images), (count,)), device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,6 +154,8 @@ class StopRequest:
     def _handle(self, signum, frame):
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nganzoo: stopping after this step to write a checkpoint (Ctrl-C again aborts without one)",
+              file=sys.stderr)
 
     def __enter__(self):
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -313,8 +323,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
 
             # generator phase: conditions drawn from the data's own rows, the critic frozen
             critic.requires_grad_(False)
-            condition = model.encode_conditions(
-                data, torch.randint(len(data.images), (config.batch_size,)), device)
+            condition = model.sample_conditions(data, config.batch_size, device)
             fake_out = critic(generator(latents(condition, "generator"), condition), condition)
             generator_terms = loss.generator_terms(fake_out)
             for auxiliary in model.auxiliaries:

@@ -11,7 +11,7 @@ from ganzoo.data.prepare import clean_image, prepare
 from ganzoo.data.store import load_store
 from ganzoo.errors import GanzooError
 
-from conftest import run_ganzoo
+from conftest import TINY_FLAGS, run_ganzoo
 
 
 def save(image, path, **kwargs):
@@ -123,3 +123,12 @@ def test_cli_prepare_inspect_and_train_on_folder(nasty_folder, tmp_path):
     assert manifest["count"] == 8
     bad = run_ganzoo("data", "inspect", nasty_folder)
     assert bad.returncode == 2 and "not a readable ganzoo store" in bad.stderr
+    trained = run_ganzoo("train", "wgan", *TINY_FLAGS, "--set", f"data.name={tmp_path / 'store'}",
+                         "--set", "batch_size=4", "--steps", "2", "--out", tmp_path / "run", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    from_folder = run_ganzoo("train", "wgan", *TINY_FLAGS, "--set", f"data.name={nasty_folder}",
+                             "--set", "batch_size=4", "--steps", "1", "--out", tmp_path / "run2", "--quiet")
+    assert from_folder.returncode == 0, from_folder.stderr
+    wrong_size = run_ganzoo("train", "wgan", "--set", f"data.name={tmp_path / 'store'}", "--set", "batch_size=4",
+                            "--out", tmp_path / "run3")
+    assert wrong_size.returncode == 2 and "holds 32 px images but data.image_size is 64" in wrong_size.stderr
