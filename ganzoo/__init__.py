@@ -8,10 +8,10 @@ from ganzoo.config import parse_options
 from ganzoo.errors import GanzooError
 from ganzoo.hookspecs import hookimpl
 from ganzoo.interfaces import (AdversarialLoss, ArchitectureSpec, Auxiliary, Condition, Critic, CriticOutput,
-                               Generator, ImageData, LatentOptimiser, Metadata, Terms)
+                               FeatureExtractor, Generator, ImageData, LatentOptimiser, Metadata, Terms)
 
 __version__ = "0.1.0"
 
 __all__ = ["AdversarialLoss", "ArchitectureSpec", "Auxiliary", "Condition", "Critic", "CriticOutput",
-           "GanzooError", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms", "hookimpl",
+           "FeatureExtractor", "GanzooError", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms", "hookimpl",
            "parse_options", "__version__"]

@@ -129,6 +129,94 @@ def generate(checkpoint, count, out, out_dir, seed, device):
     click.echo(f"wrote {count} covers to {out}" + (f" and {out_dir}/" if out_dir else ""))
 
 
+class DefaultCommandGroup(GanzooGroup):
+    """A group whose first argument, when it names no subcommand, goes to the default subcommand."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=DefaultCommandGroup)
+def bench():
+    """Score samples: `ganzoo bench SOURCE --metric fid ...`, or rank runs: `ganzoo bench compare RUN...`."""
+
+
+@bench.command("run")
+@click.argument("source")
+@click.option("--metric", "metrics", multiple=True, default=("fid",), show_default=True,
+              type=click.Choice(["fid", "kid", "is", "cond"]), help="Repeat for several.")
+@click.option("--ref", default="synthcovers", show_default=True,
+              help="Real images: a dataset name, a prepared store or an image folder.")
+@click.option("--generated", "-n", type=click.IntRange(min=2), default=5000, show_default=True,
+              help="Images to generate (or to take from SOURCE).")
+@click.option("--real", type=click.IntRange(min=2), default=5000, show_default=True,
+              help="Reference images (all of them if the reference has fewer).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=click.Choice(["32", "64", "128"]),
+              help="Image size for non-checkpoint sources [default: 64].")
+@click.option("--extractor", default="inception", show_default=True, help="Feature extractor plugin.")
+@click.option("--extractor-weights", type=click.Path(exists=True, dir_okay=False),
+              help="torch-fidelity's Inception weights file (enables --metric is).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="bench.json", show_default=True,
+              help="JSON file for the scores and their protocol.")
+def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extractor_weights, device, out):
+    """Score SOURCE (a checkpoint or run folder, a store, an image folder or a dataset name)."""
+    from ganzoo.bench import run_bench
+    from ganzoo.train import resolve_device
+
+    options = {"weights": extractor_weights} if extractor_weights else {}
+    result = run_bench(source, tuple(dict.fromkeys(metrics)), ref, generated, real, seed, extractor, options,
+                       resolve_device(device), image_size=int(size) if size else None)
+    scores, protocol = result["scores"], result["protocol"]
+    click.echo("| metric | value |\n| --- | --- |")
+    for name, value in scores.items():
+        if name == "cond":
+            for feature, fit in value.items():
+                click.echo(f"| cond {feature} | spearman {fit['spearman']:.3f}, R2 {fit['r2']:.3f} |")
+        else:
+            click.echo(f"| {name} | {value:.4f} |")
+    if "generated_images" in protocol:
+        click.echo(f"\n{protocol['generated_images']} generated vs {protocol.get('real_images', '-')} real "
+                   f"images at {protocol['image_size']} px, extractor {protocol['extractor']['extractor']} "
+                   f"({protocol['extractor']['weights_sha256'][:12] if 'weights_sha256' in protocol['extractor'] else '-'}), "
+                   f"seed {protocol['seed']}, {protocol['device']}")
+    Path(out).write_text(json.dumps(result, indent=1))
+    click.echo(f"wrote {out}")
+
+
+@bench.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", default="fid", show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a plot of the metric against steps (PNG).")
+@click.option("--allow-mixed-protocols", is_flag=True, help="Rank runs measured under different protocols.")
+def bench_compare(runs, metric, plot, allow_mixed_protocols):
+    """Rank training runs (trained with --set eval_every=N) by their best score; markdown on stdout."""
+    from ganzoo.bench import leaderboard, read_run_scores
+
+    scores = [read_run_scores(run, metric) for run in runs]
+    click.echo(leaderboard(scores, metric, allow_mixed_protocols))
+    if plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise GanzooError("--plot needs matplotlib: pip install -e '.[plot]'") from None
+        figure, axes = plt.subplots(figsize=(7, 4))
+        for run in scores:
+            axes.plot(run.steps, run.values, marker="o", label=f"{Path(run.run).name} ({run.recipe})")
+        axes.set(xlabel="generator step", ylabel=metric.upper(), title=f"{metric.upper()} against steps")
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(plot, dpi=120)
+        click.echo(f"wrote {plot}")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json):

@@ -42,6 +42,9 @@ class TrainConfig(Strict):
     log_every: int = Field(10, gt=0)
     sample_every: int = Field(200, gt=0)
     checkpoint_every: int = Field(500, gt=0)
+    eval_every: int | None = Field(None, gt=0, description="log FID against the training data every N steps")
+    eval_images: int = Field(1000, gt=1, description="real and generated images per evaluation")
+    eval_extractor: str = Field("inception", description="feature extractor plugin for evaluations")
     device: str = "auto"
     channels_last: bool = Field(True, description="NHWC memory format (measured faster on CPU: benchmarks/)")
     options: dict[str, dict[str, Any]] = Field({}, description="per-component options, by component name")

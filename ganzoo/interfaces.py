@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -133,17 +134,38 @@ class Condition(ABC):
         """One line saying what this condition encodes."""
 
 
+class FeatureExtractor(nn.Module):
+    """Image features for metrics: ``forward(images)`` maps uint8 images (B, 3, H, W) to float features
+    (B, num_features); it resizes and normalises as its network requires.
+
+    ``protocol`` describes what a score depends on (network, weights hash, input size, resize method) and is
+    recorded beside every score. ``logits`` gives classifier logits for the Inception Score where the network
+    has a classifier; the default raises a GanzooError saying so.
+    """
+
+    num_features: int
+    protocol: dict
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        from ganzoo.errors import GanzooError
+        raise GanzooError(f"feature extractor {self.protocol.get('extractor', type(self).__name__)!r} has no "
+                          "classifier, so it cannot compute the Inception Score")
+
+
 @dataclass
 class ImageData:
     """A dataset: uint8 images (N, S, S, 3), possibly memory-mapped, and a metadata table with N rows.
 
-    ``fingerprint`` identifies the content (used in run folders and benchmark protocols).
+    ``fingerprint`` identifies the content (used in run folders and benchmark protocols). ``measure``, where the
+    dataset has one, reads features back from uint8 images (N, S, S, 3) as metadata-like columns: the ``cond``
+    metric uses it to score whether generated covers follow the conditions they were given.
     """
 
     name: str
     images: np.ndarray
     metadata: Metadata
     fingerprint: str
+    measure: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:

@@ -19,6 +19,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 import ganzoo
+from ganzoo.bench import TrainingEvaluator
 from ganzoo.checkpoint import save_checkpoint
 from ganzoo.config import TrainConfig
 from ganzoo.data import open_dataset
@@ -78,8 +79,8 @@ def component_options(config: TrainConfig, name: str) -> dict[str, Any]:
 def build_model(config: TrainConfig, registry: Registry, data: ImageData, device: torch.device) -> Model:
     """Compose the recipe through the interfaces: no component is special-cased here."""
     recipe = registry.recipe(config.recipe)
-    unused = set(config.options) - {c.name for c in (recipe.architecture, recipe.loss, recipe.latent_optimiser,
-                                                     *recipe.auxiliaries) if c} - set(config.conditions)
+    used = {c.name for c in (recipe.architecture, recipe.loss, recipe.latent_optimiser, *recipe.auxiliaries) if c}
+    unused = set(config.options) - used - set(config.conditions) - {config.eval_extractor}
     if unused:
         raise GanzooError(f"invalid config: options for {', '.join(sorted(unused))}, which recipe "
                           f"{config.recipe!r} does not use")
@@ -275,6 +276,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.model_dump_json(indent=1))
     log = RunLog(run_dir)
+    evaluate = None
+    if config.eval_every:
+        with torch.random.fork_rng():  # building an extractor may draw random numbers: keep training's own
+            evaluate = TrainingEvaluator(config, data, registry, device, run_dir, progress)
     uses_latent_step = {phase: model.latent_optimiser is not None and phase in model.latent_optimiser.applies_to
                         for phase in ("critic", "generator")}
 
@@ -350,6 +355,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
                 interval_start, interval_steps = time.perf_counter(), 0
             if step % config.sample_every == 0:
                 write_samples(model, run_dir, step, fixed_latent, fixed_condition, log)
+            if evaluate and step % config.eval_every == 0:
+                with torch.random.fork_rng():
+                    log.scalars(step, evaluate(model.ema.module.eval(), model.encode_conditions))
             if step % config.checkpoint_every == 0:
                 save()
     bar.close()

@@ -195,7 +195,7 @@ def synthcovers(config) -> ImageData:
     images = np.concatenate(chunks)
     key = f"synthcovers:v1:{config.count}:{config.image_size}:{config.seed}"
     return ImageData(name="synthcovers", images=images, metadata=features,
-                     fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16])
+                     fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], measure=measure_features)
 
 
 @hookimpl

