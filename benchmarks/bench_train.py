@@ -2,7 +2,8 @@
 
 Both use the same DCGAN modules, batch, data, n_critic and optimisers; the hand-written loop also keeps an EMA of
 the generator, as the engine does. The plain loop holds the data as one NCHW float tensor in [-1, 1] (the usual
-TensorDataset set-up) and slices batches from it in order; the engine converts shuffled uint8 batches each step. Rounds alternate (engine, plain, engine with channels_last) so drift in the machine
+TensorDataset set-up) and slices batches from it in order; the engine converts shuffled uint8 batches each step.
+Rounds alternate (engine, plain, engine with channels_last) so drift in the machine
 affects all alike; each times `--steps` generator steps after as many untimed warm-up steps.
 
     python benchmarks/bench_train.py --size 64 --batch 64 --rounds 3

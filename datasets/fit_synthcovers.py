@@ -1,8 +1,8 @@
 """Fit the audio-feature model that synthcovers samples from (a Gaussian copula).
 
 Reads real Spotify audio features (a CSV with the nine features below) and real popularity values (a CSV with a
-``popularity`` column; rows with a blank value are skipped), and writes each feature's marginal quantiles plus the correlation matrix of the normal
-scores. Only these fitted parameters are shipped; the data stays where it is.
+``popularity`` column; rows with a blank value are skipped), and writes each feature's marginal quantiles plus
+the correlation matrix of the normal scores. Only these fitted parameters are shipped; the data stays where it is.
 
     python datasets/fit_synthcovers.py ../shared/data/spotify_audio_features.csv \
         ../shared/data/covers640/labels.csv plugins/ganzoo_synthcovers/feature_model.json

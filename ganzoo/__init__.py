@@ -13,5 +13,5 @@ from ganzoo.interfaces import (AdversarialLoss, ArchitectureSpec, Auxiliary, Con
 __version__ = "0.1.0"
 
 __all__ = ["AdversarialLoss", "ArchitectureSpec", "Auxiliary", "Condition", "Critic", "CriticOutput",
-           "FeatureExtractor", "GanzooError", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms", "hookimpl",
-           "parse_options", "__version__"]
+           "FeatureExtractor", "GanzooError", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms",
+           "hookimpl", "parse_options", "__version__"]

@@ -181,10 +181,11 @@ def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extr
         else:
             click.echo(f"| {name} | {value:.4f} |")
     if "generated_images" in protocol:
+        extractor = protocol["extractor"]
         click.echo(f"\n{protocol['generated_images']} generated vs {protocol.get('real_images', '-')} real "
-                   f"images at {protocol['image_size']} px, extractor {protocol['extractor']['extractor']} "
-                   f"({protocol['extractor']['weights_sha256'][:12] if 'weights_sha256' in protocol['extractor'] else '-'}), "
-                   f"seed {protocol['seed']}, {protocol['device']}")
+                   f"images at {protocol['image_size']} px; extractor {extractor['extractor']} "
+                   f"(weights {extractor.get('weights_sha256', '?')[:12]}); seed {protocol['seed']}; "
+                   f"{protocol['device']}")
     Path(out).write_text(json.dumps(result, indent=1))
     click.echo(f"wrote {out}")
 

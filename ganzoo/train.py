@@ -107,7 +107,8 @@ def build_model(config: TrainConfig, registry: Registry, data: ImageData, device
     critic = critic.to(device, memory_format=memory_format)
     optimiser_g, optimiser_d = loss.optimisers(generator, critic)
     ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
-    return Model(spec, generator, critic, loss, latent_optimiser, auxiliaries, conditions, optimiser_g, optimiser_d, ema)
+    return Model(spec, generator, critic, loss, latent_optimiser, auxiliaries, conditions, optimiser_g, optimiser_d,
+                 ema)
 
 
 def ema_with_warmup(decay: float):

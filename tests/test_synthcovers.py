@@ -3,7 +3,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from ganzoo.config import DataConfig
-from ganzoo_synthcovers import DRIVEN_FEATURES, FEATURES, feature_model, measure_features, render, sample_features, synthcovers
+from ganzoo_synthcovers import (DRIVEN_FEATURES, FEATURES, feature_model, measure_features, render, sample_features,
+                                synthcovers)
 
 
 def test_deterministic_for_a_seed():
