@@ -31,7 +31,8 @@ from ganzoo.errors import GanzooError
 from ganzoo.interfaces import FeatureExtractor, ImageData
 from ganzoo.plugins import Registry, get_registry
 
-METRICS = ("fid", "kid", "is", "cond")
+METRICS = ("fid", "kid", "is", "pr", "cond")
+PR_NEIGHBOURHOOD = 3
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 IS_SPLITS = 10
@@ -72,6 +73,16 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return float(mean), float(std), subset
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) by torch-fidelity, on the given features,
+    with k = PR_NEIGHBOURHOOD nearest neighbours."""
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    result = prc_features_to_metric(fake.float(), real.float(), prc_neighborhood=PR_NEIGHBOURHOOD,
+                                    save_cpu_ram=False, verbose=False)
+    return result["precision"], result["recall"]
 
 
 def inception_score(logits: torch.Tensor, seed: int) -> tuple[float, float]:
@@ -224,7 +235,7 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
     if "is" in sample_metrics:
         scores["is_mean"], scores["is_std"] = inception_score(logits, seed)
         protocol["is_splits"] = IS_SPLITS
-    if {"fid", "kid"} & set(sample_metrics):
+    if {"fid", "kid", "pr"} & set(sample_metrics):
         reference = open_reference(ref, size, real, seed, registry)
         real_features = reference.features(extractor, device, progress=progress)
         protocol |= {"reference": ref, "reference_fingerprint": reference.data.fingerprint,
@@ -235,6 +246,9 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
             scores["kid_mean"], scores["kid_std"], protocol["kid_subset_size"] = kernel_distance(
                 real_features, fake, seed)
             protocol["kid_subsets"] = KID_SUBSETS
+        if "pr" in sample_metrics:
+            scores["precision"], scores["recall"] = precision_recall(real_features, fake)
+            protocol["pr_neighbourhood"] = PR_NEIGHBOURHOOD
     return {"scores": scores, "protocol": protocol}
 
 

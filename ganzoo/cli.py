@@ -148,7 +148,7 @@ def bench():
 @bench.command("run")
 @click.argument("source")
 @click.option("--metric", "metrics", multiple=True, default=("fid",), show_default=True,
-              type=click.Choice(["fid", "kid", "is", "cond"]), help="Repeat for several.")
+              type=click.Choice(["fid", "kid", "is", "pr", "cond"]), help="Repeat for several.")
 @click.option("--ref", default="synthcovers", show_default=True,
               help="Real images: a dataset name, a prepared store or an image folder.")
 @click.option("--generated", "-n", type=click.IntRange(min=2), default=5000, show_default=True,

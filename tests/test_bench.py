@@ -13,8 +13,8 @@ import torch
 
 import tiny_extractor
 from ganzoo import Condition, hookimpl
-from ganzoo.bench import (Reference, extract, frechet_distance, kernel_distance, leaderboard, read_run_scores,
-                          run_bench)
+from ganzoo.bench import (Reference, extract, frechet_distance, kernel_distance, leaderboard, precision_recall,
+                          read_run_scores, run_bench)
 from ganzoo.checkpoint import load_checkpoint
 from ganzoo.config import DataConfig
 from ganzoo.errors import GanzooError
@@ -128,6 +128,19 @@ def test_kid_is_near_zero_for_same_distribution_and_large_for_shifted():
     assert subset == 600 and abs(same) < 0.01 and shifted > 10 * abs(same) + 0.01
 
 
+def test_precision_and_recall_separate_fidelity_from_coverage():
+    generator = torch.Generator().manual_seed(4)
+    real = torch.randn(400, 6, generator=generator, dtype=torch.float64)
+    collapsed = 0.2 * torch.randn(400, 6, generator=generator, dtype=torch.float64)  # plausible, one mode
+    faraway = torch.randn(400, 6, generator=generator, dtype=torch.float64) + 8.0
+    same = torch.randn(400, 6, generator=generator, dtype=torch.float64)
+    precision, recall = precision_recall(real, collapsed)
+    assert precision > 0.95 and recall < 0.2
+    assert precision_recall(real, faraway)[0] < 0.05
+    both = precision_recall(real, same)
+    assert both[0] > 0.6 and both[1] > 0.6
+
+
 def test_reference_features_are_cached():
     class CountingExtractor(tiny_extractor.TinyExtractor):
         calls = 0
@@ -183,7 +196,7 @@ def test_compare_ranks_and_refuses_mixed_protocols(trained_runs):
 
 
 def test_bench_protocol_records_what_changed(registry, trained_runs):
-    common = dict(metrics=("fid", "kid"), ref="synthcovers", seed=0, extractor_name="tiny", extractor_options={},
+    common = dict(metrics=("fid", "kid", "pr"), ref="synthcovers", seed=0, extractor_name="tiny", extractor_options={},
                   device=torch.device("cpu"), registry=registry, progress=False)
     one = run_bench(str(trained_runs / "a"), generated=40, real=50, **common)
     two = run_bench(str(trained_runs / "a"), generated=60, real=50, **common)
@@ -191,6 +204,7 @@ def test_bench_protocol_records_what_changed(registry, trained_runs):
     assert one["protocol"]["real_images"] == 50 and one["protocol"]["image_size"] == 32
     assert one["protocol"]["reference_fingerprint"] and one["protocol"]["source_step"] == 4
     assert one["scores"]["fid"] > 0 and "kid_mean" in one["scores"]
+    assert 0 <= one["scores"]["precision"] <= 1 and one["protocol"]["pr_neighbourhood"] == 3
     assert one["scores"]["fid"] != two["scores"]["fid"]
 
 
