@@ -42,7 +42,7 @@ def register_datasets(register):
 
 @hookspec
 def register_feature_extractors(register):
-    """Register image feature extractors for metrics: factory(options) -> torch.nn.Module."""
+    """Register image feature extractors for metrics: factory(options) -> FeatureExtractor."""
 
 
 @hookspec
