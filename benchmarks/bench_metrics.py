@@ -20,6 +20,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from ganzoo import ArchitectureSpec
 from ganzoo.bench import batches_of, extract, frechet_distance
 from ganzoo.data import load_store, prepare
+from ganzoo.sampling import to_uint8
 from ganzoo_dcgan import build_dcgan
 from ganzoo_inception import build_inception
 
@@ -55,7 +56,7 @@ def main():
             with torch.no_grad():
                 for start in range(0, half, 64):
                     z = torch.randn(min(64, half - start), 128, generator=latents).to(device)
-                    yield generator(z).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+                    yield to_uint8(generator(z))
 
         fresh, _ = extract(extractor, generated(), half, device, False, "fresh generator")
         report["fid_half_vs_half"] = frechet_distance(a, b)

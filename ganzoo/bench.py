@@ -25,18 +25,19 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
 import ganzoo
-from ganzoo.config import DataConfig
+from ganzoo.config import DataConfig, cache_root
 from ganzoo.data import open_dataset
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import FeatureExtractor, ImageData
 from ganzoo.plugins import Registry, get_registry
+from ganzoo.sampling import Sampler, load_sampler
 
 METRICS = ("fid", "kid", "is", "pr", "cond")
 PR_NEIGHBOURHOOD = 3
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 IS_SPLITS = 10
-QUANTISATION = "generated images rounded to uint8: round((x + 1) * 127.5)"
+QUANTISATION = "generated images rounded to uint8: round((x + 1) * 127.5), ganzoo.sampling.to_uint8"
 PROTOCOL_KEYS = ("real_images", "generated_images", "extractor", "image_size", "reference_fingerprint",
                  "quantisation")
 
@@ -123,7 +124,7 @@ def pick(count_available: int, count: int, seed: int) -> np.ndarray:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GANZOO_CACHE", Path.home() / ".cache" / "ganzoo")) / "features"
+    return cache_root() / "features"
 
 
 @dataclass
@@ -193,8 +194,6 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
               extractor_name: str, extractor_options: dict, device: torch.device, image_size: int | None = None,
               registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
     """Score ``source`` (a checkpoint, run folder, store, image folder or dataset name) against ``ref``."""
-    from ganzoo.sampling import load_sampler
-
     registry = registry or get_registry()
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -274,20 +273,12 @@ class TrainingEvaluator:
                          "torchmetrics_version": library_version("torchmetrics")}
         (run_dir / "eval_protocol.json").write_text(json.dumps(self.protocol, indent=1))
 
-    @torch.no_grad()
-    def __call__(self, generator, encode_conditions) -> dict[str, float]:
-        """``encode_conditions(data, indices, device)`` gives the conditions of training rows (or None)."""
-        count, seeded = self.config.eval_images, torch.Generator().manual_seed(self.config.seed + 1)
-        rows = torch.randint(len(self.data.images), (count,), generator=seeded)
-
-        def batches():
-            for start in range(0, count, 64):
-                size = min(64, count - start)
-                z = torch.randn(size, self.config.model.latent_dim, generator=seeded).to(self.device)
-                c = encode_conditions(self.data, rows[start:start + size], self.device)
-                yield generator(z, c).float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-        fake, _ = extract(self.extractor, batches(), count, self.device, False, "eval", progress=False)
+    def __call__(self, generator, conditions) -> dict[str, float]:
+        """FID of ``generator`` (conditioned on random training rows through ``conditions``, if any)."""
+        sampler = Sampler(generator, self.config, conditions, self.data, self.device)
+        count = self.config.eval_images
+        fake, _ = extract(self.extractor, sampler.generate(count, seed=self.config.seed + 1), count, self.device,
+                          False, "eval", progress=False)
         return {"eval/fid": frechet_distance(self.real, fake)}
 
 

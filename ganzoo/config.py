@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -48,6 +49,11 @@ class TrainConfig(Strict):
     device: str = "auto"
     channels_last: bool = Field(True, description="NHWC memory format (measured faster on CPU: benchmarks/)")
     options: dict[str, dict[str, Any]] = Field({}, description="per-component options, by component name")
+
+
+def cache_root() -> Path:
+    """Where ganzoo caches prepared stores and reference features: $GANZOO_CACHE or ~/.cache/ganzoo."""
+    return Path(os.environ.get("GANZOO_CACHE", Path.home() / ".cache" / "ganzoo"))
 
 
 def format_validation_error(error: pydantic.ValidationError, prefix: str = "") -> str:

@@ -30,6 +30,11 @@ def load_generator(path: str | Path, device: torch.device, registry: Registry | 
     return generator.to(device).eval(), state
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] to uint8 pixels, as a PNG would store them: round((x + 1) * 127.5)."""
+    return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 @dataclass
 class Sampler:
     """Draws uint8 covers from a checkpoint; conditional models take conditions from training-data rows."""
@@ -39,7 +44,7 @@ class Sampler:
     conditions: list[Condition]
     data: ImageData | None
     device: torch.device
-    step: int
+    step: int = 0
 
     @property
     def image_size(self) -> int:
@@ -63,8 +68,7 @@ class Sampler:
             if self.conditions:
                 batch_rows = self.data.rows(rows[start:start + size])
                 c = torch.cat([cond.encode(batch_rows) for cond in self.conditions], dim=1).to(self.device)
-            images = self.generator(z, c).float()
-            yield images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+            yield to_uint8(self.generator(z, c)).cpu()
 
 
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:

@@ -240,7 +240,7 @@ def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: Im
     return state["step"]
 
 
-def write_samples(model: Model, run_dir: Path, step: int, fixed_latent, fixed_condition, log: RunLog) -> Path:
+def write_samples(model: Model, run_dir: Path, step: int, fixed_latent, fixed_condition, log: RunLog) -> None:
     model.ema.module.eval()
     with torch.no_grad():
         images = model.ema.module(fixed_latent, fixed_condition).float().cpu()
@@ -250,7 +250,6 @@ def write_samples(model: Model, run_dir: Path, step: int, fixed_latent, fixed_co
     save_image(images, run_dir / "samples.png", nrow=int(math.sqrt(len(images))), normalize=True,
                value_range=(-1, 1))
     log.image(step, (images[:16] + 1) / 2)
-    return grid_path
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | None = None,
@@ -358,7 +357,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
                 write_samples(model, run_dir, step, fixed_latent, fixed_condition, log)
             if evaluate and step % config.eval_every == 0:
                 with torch.random.fork_rng():
-                    log.scalars(step, evaluate(model.ema.module.eval(), model.encode_conditions))
+                    log.scalars(step, evaluate(model.ema.module.eval(), model.conditions))
             if step % config.checkpoint_every == 0:
                 save()
     bar.close()

@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ganzoo.data.store import IMAGES_FILE, STORE_FORMAT, STORE_VERSION, is_store, read_manifest, write_metadata_csv
+from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
 
 CLEANING_VERSION = 1
@@ -126,7 +127,7 @@ def read_metadata_rows(metadata_csv: Path) -> tuple[list[str], dict[str, dict[st
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("GANZOO_CACHE", Path.home() / ".cache" / "ganzoo")) / "stores"
+    return cache_root() / "stores"
 
 
 def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = None, out: str | Path | None = None,
