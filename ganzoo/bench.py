@@ -162,18 +162,16 @@ def build_extractor(name: str, options: dict, registry: Registry, device: torch.
     return registry.get("feature_extractor", name).factory(options).to(device).eval()
 
 
-def condition_fidelity(sampler, count: int, seed: int) -> dict[str, dict[str, float]]:
-    """Per measured feature: rank correlation and R^2 between requested values and values measured back from
-    covers generated for them."""
-    if not sampler.conditions:
-        raise GanzooError("the cond metric needs a conditional checkpoint (trained with conditions)")
-    if sampler.data.measure is None:
+def condition_fidelity(sampler, count: int, seed: int, data: ImageData) -> dict[str, dict[str, float]]:
+    """Per feature ``data`` can measure: rank correlation and R^2 between the values requested (random rows of
+    ``data``) and the values measured back from covers generated for them. An unconditional generator ignores
+    its requests, which gives the chance baseline."""
+    if data.measure is None:
         raise GanzooError(f"the cond metric needs a dataset that can measure features back from images; "
-                          f"{sampler.data.name!r} cannot (synthcovers can)")
-    rows = sampler.rows(count, seed + 1)
-    images = torch.cat(list(sampler.generate(count, seed, rows=rows)))
-    measured = sampler.data.measure(images.permute(0, 2, 3, 1).numpy())
-    requested = sampler.data.rows(rows)
+                          f"{data.name!r} cannot (synthcovers can)")
+    requested = data.random_rows(count, seed + 1)
+    images = torch.cat(list(sampler.generate(count, seed, rows=requested if sampler.conditions else None)))
+    measured = data.measure(images.permute(0, 2, 3, 1).numpy())
     result = {}
     for feature, values in measured.items():
         target = torch.as_tensor(np.asarray(requested[feature], dtype=np.float64))
@@ -209,7 +207,12 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
     if "cond" in metrics:
         if sampler is None:
             raise GanzooError("the cond metric needs a checkpoint: it generates covers for requested features")
-        scores["cond"] = condition_fidelity(sampler, generated, seed)
+        if sampler.conditions:
+            requests, protocol["cond_requests"] = sampler.data, "rows of the training data"
+        else:
+            requests = open_reference(ref, size, real, seed, registry).data
+            protocol["cond_requests"] = f"rows of {ref}, ignored by this unconditional checkpoint (chance level)"
+        scores["cond"] = condition_fidelity(sampler, generated, seed, requests)
         protocol["cond_images"] = generated
     sample_metrics = [m for m in metrics if m != "cond"]
     if not sample_metrics:

@@ -53,3 +53,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise GanzooError(f"{path} is checkpoint version {state.get('version')}; this ganzoo reads "
                           f"version {CHECKPOINT_VERSION}")
     return state
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+    """``module.load_state_dict(weights)``; weights that do not fit (another version of the architecture
+    plugin, different options) raise a GanzooError naming the first differences."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise GanzooError(f"the checkpoint's {what} weights do not fit the network its config builds (saved "
+                          f"by another version of the architecture plugin?): {detail[:300]}") from None

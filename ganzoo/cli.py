@@ -68,14 +68,15 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
                    "device": device or config.device}
         config = config.model_copy(update=updates)
     else:
-        if not recipe:
+        if not recipe and not config_file:
             raise GanzooError("name a RECIPE to train (e.g. `ganzoo train wgan`), or --resume a run folder")
-        config = build_config({"recipe": recipe}, config_file, overrides)
-        updates = {k: v for k, v in {"steps": steps, "minutes": minutes, "device": device}.items() if v}
+        config = build_config({}, config_file, overrides)
+        updates = {k: v for k, v in {"recipe": recipe, "steps": steps, "minutes": minutes, "device": device}.items()
+                   if v}
         if minutes and not steps:
             updates["steps"] = None
         config = build_config(config.model_dump() | updates)
-        run_dir = Path(out) if out else Path("runs") / f"{recipe.replace('+', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(out) if out else Path("runs") / f"{config.recipe.replace('+', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "checkpoint.pt").exists():
             raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
     try:
@@ -94,39 +95,52 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True))
-@click.option("-n", "count", type=click.IntRange(min=1, max=4096), default=64, show_default=True)
+@click.option("-n", "count", type=click.IntRange(min=1, max=4096),
+              help="Covers to generate (default 64), or rows of a --sweep grid (default 4).")
+@click.option("--features", metavar="NAME=VALUE,...",
+              help="Ask for condition values, e.g. danceability=0.8,energy=0.3 (audio features in their units).")
+@click.option("--genre", metavar="NAME", help="Ask for a genre (the checkpoint's categorical condition).")
+@click.option("--sweep", metavar="FEATURE",
+              help="Write a grid whose columns step FEATURE from its low to its high end, noise fixed per row.")
+@click.option("--sweep-steps", type=click.IntRange(min=2, max=32), default=8, show_default=True,
+              help="Columns of a continuous --sweep (a categorical one shows every category).")
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True,
               help="Grid image to write.")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="Also write each image as its own PNG here.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Also write each image as its own PNG here, with conditions.csv for conditional models.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def generate(checkpoint, count, out, out_dir, seed, device):
-    """Generate COUNT covers from a checkpoint's EMA generator.
+def generate(checkpoint, count, features, genre, sweep, sweep_steps, out, out_dir, seed, device):
+    """Generate covers from CHECKPOINT's EMA generator.
 
-    Conditional checkpoints use the conditions of the first rows of their training data, in turn.
+    Conditional checkpoints follow --features and --genre; every feature not given is drawn from the
+    training rows that match the given genre and lie nearest to the given values (the 32 nearest), so
+    covers keep the data's own combinations. With no flags, conditions are those of random training rows.
     """
-    import torch
     from torchvision.utils import save_image
 
-    from ganzoo.sampling import load_generator
+    from ganzoo.conditions import parse_request
+    from ganzoo.data.store import write_metadata_csv
+    from ganzoo.sampling import load_sampler
     from ganzoo.train import resolve_device
 
-    device = resolve_device(device)
-    generator, state = load_generator(checkpoint, device)
-    latent = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    condition = None
-    if state["spec"]["condition_dim"]:
-        rows = state["fixed_condition"]
-        condition = rows[torch.arange(count) % len(rows)].to(device)
-    with torch.no_grad():
-        images = (generator(latent, condition).float().cpu() + 1) / 2
+    sampler = load_sampler(checkpoint, resolve_device(device))
+    request = parse_request(sampler.conditions, features, genre)
+    if sweep:
+        images, rows, columns = sampler.sweep(sweep, sweep_steps, count or 4, seed, request)
+    else:
+        images, rows = sampler.covers(count or 64, seed, request)
+        columns = int(math.ceil(math.sqrt(len(images))))
+    images = images.float() / 255
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, out, nrow=int(math.ceil(math.sqrt(count))))
+    save_image(images, out, nrow=columns)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
             save_image(image, Path(out_dir) / f"{i:05d}.png")
-    click.echo(f"wrote {count} covers to {out}" + (f" and {out_dir}/" if out_dir else ""))
+        if rows is not None:
+            write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(images))
+    click.echo(f"wrote {len(images)} covers to {out}" + (f" and {out_dir}/" if out_dir else ""))
 
 
 class DefaultCommandGroup(GanzooGroup):

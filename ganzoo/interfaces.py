@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+
+from ganzoo.errors import GanzooError
 
 Metadata = dict[str, np.ndarray]
 """A metadata table: column name -> array with one entry per image."""
@@ -103,8 +105,9 @@ class Auxiliary(ABC):
     """An auxiliary objective on named critic outputs (an ACGAN head, for example)."""
 
     @abstractmethod
-    def outputs(self, condition_dim: int) -> dict[str, int]:
-        """The auxiliary critic outputs this objective needs: name -> width."""
+    def outputs(self, conditions: Mapping[str, Condition]) -> dict[str, int]:
+        """The auxiliary critic outputs this objective needs: name -> width. Called once when the model is built,
+        with the run's conditions by name, in the order their encodings are concatenated."""
 
     @abstractmethod
     def critic_terms(self, real_out: CriticOutput, real_condition: torch.Tensor | None) -> Terms:
@@ -117,9 +120,15 @@ class Auxiliary(ABC):
 
 class Condition(ABC):
     """Turns metadata into a conditioning vector. ``fit`` learns from the training table (vocabulary,
-    normalisation); ``encode`` maps rows to a (B, dim) float tensor; ``describe`` is one line for the CLI."""
+    normalisation); ``encode`` maps rows to a (B, dim) float tensor; ``describe`` is one line for the CLI.
+
+    ``kind`` is "continuous" (``dim`` real values) or "categorical" (a one-hot over ``dim`` classes, all zeros
+    where the value is missing or unknown). ``columns`` names the metadata columns it reads, after ``fit``.
+    """
 
     dim: int
+    kind: Literal["continuous", "categorical"] = "continuous"
+    columns: tuple[str, ...] = ()
 
     @abstractmethod
     def fit(self, metadata: Metadata) -> None:
@@ -132,6 +141,14 @@ class Condition(ABC):
     @abstractmethod
     def describe(self) -> str:
         """One line saying what this condition encodes."""
+
+    def parse(self, column: str, text: str):
+        """A value asked for on the command line for one of ``columns``; raises GanzooError naming the valid
+        values or range when ``text`` is not one."""
+        try:
+            return float(text)
+        except ValueError:
+            raise GanzooError(f"{column} must be a number, not {text!r}") from None
 
 
 class FeatureExtractor(nn.Module):
@@ -147,7 +164,6 @@ class FeatureExtractor(nn.Module):
     protocol: dict
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        from ganzoo.errors import GanzooError
         raise GanzooError(f"feature extractor {self.protocol.get('extractor', type(self).__name__)!r} has no "
                           "classifier, so it cannot compute the Inception Score")
 
@@ -179,3 +195,8 @@ class ImageData:
     def rows(self, indices) -> Metadata:
         """The metadata of the given image indices."""
         return {column: values[indices] for column, values in self.metadata.items()}
+
+    def random_rows(self, count: int, seed: int) -> Metadata:
+        """``count`` rows drawn at random with replacement (the columns' joint distribution), seeded."""
+        generator = torch.Generator().manual_seed(seed)
+        return self.rows(torch.randint(len(self.images), (count,), generator=generator).numpy())

@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganzoo.checkpoint import load_checkpoint
+from ganzoo.checkpoint import load_checkpoint, load_weights
+from ganzoo.conditions import (UNCONDITIONAL, condition_for, encode, fit_conditions, requested_rows,
+                               sweep_values)
 from ganzoo.config import TrainConfig
-from ganzoo.interfaces import ArchitectureSpec, Condition, Generator, ImageData
+from ganzoo.errors import GanzooError
+from ganzoo.interfaces import ArchitectureSpec, Condition, Generator, ImageData, Metadata
 from ganzoo.plugins import Registry, get_registry
 
 
@@ -26,7 +29,8 @@ def load_generator(path: str | Path, device: torch.device, registry: Registry | 
     spec = ArchitectureSpec(**state["spec"])
     generator, _ = architecture.factory(spec, options)
     prefix = "module."
-    generator.load_state_dict({k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)})
+    load_weights(generator, {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)},
+                 "generator")
     return generator.to(device).eval(), state
 
 
@@ -41,7 +45,7 @@ class Sampler:
 
     generator: Generator
     config: TrainConfig
-    conditions: list[Condition]
+    conditions: dict[str, Condition]
     data: ImageData | None
     device: torch.device
     step: int = 0
@@ -50,25 +54,49 @@ class Sampler:
     def image_size(self) -> int:
         return self.config.data.image_size
 
-    def rows(self, count: int, seed: int) -> np.ndarray:
-        """Indices of ``count`` random training rows (the conditions' joint distribution), seeded."""
-        generator = torch.Generator().manual_seed(seed)
-        return torch.randint(len(self.data.images), (count,), generator=generator).numpy()
+    def latents(self, count: int, seed: int) -> torch.Tensor:
+        return torch.randn(count, self.generator.latent_dim, generator=torch.Generator().manual_seed(seed))
 
     @torch.no_grad()
-    def generate(self, count: int, seed: int, rows: np.ndarray | None = None, batch_size: int = 256):
-        """Yield uint8 image batches (B, 3, S, S); ``rows`` picks the conditions (random rows by default)."""
-        latent_generator = torch.Generator().manual_seed(seed)
+    def render(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
+        """uint8 images (B, 3, S, S) for latents ``z`` and, for a conditional model, condition ``rows``."""
+        return to_uint8(self.generator(z.to(self.device), encode(self.conditions, rows, self.device))).cpu()
+
+    def generate(self, count: int, seed: int, rows: Metadata | None = None, batch_size: int = 256,
+                 latents: torch.Tensor | None = None):
+        """Yield uint8 image batches (B, 3, S, S); ``rows`` gives the conditions (random rows by default),
+        ``latents`` the noise (drawn from ``seed`` by default)."""
         if self.conditions and rows is None:
-            rows = self.rows(count, seed + 1)
+            rows = self.data.random_rows(count, seed + 1)
+        z = self.latents(count, seed) if latents is None else latents
         for start in range(0, count, batch_size):
-            size = min(batch_size, count - start)
-            z = torch.randn(size, self.generator.latent_dim, generator=latent_generator).to(self.device)
-            c = None
-            if self.conditions:
-                batch_rows = self.data.rows(rows[start:start + size])
-                c = torch.cat([cond.encode(batch_rows) for cond in self.conditions], dim=1).to(self.device)
-            yield to_uint8(self.generator(z, c)).cpu()
+            batch_rows = {k: v[start:start + batch_size] for k, v in rows.items()} if self.conditions else None
+            yield self.render(z[start:start + batch_size], batch_rows)
+
+    def covers(self, count: int, seed: int, request: dict[str, Any] | None = None,
+               ) -> tuple[torch.Tensor, Metadata | None]:
+        """``count`` covers for a request (column -> value, see ``ganzoo.conditions.parse_request``), and the
+        condition rows they were generated for. Unrequested features follow the training data."""
+        request = request or {}
+        if request and not self.conditions:
+            raise GanzooError(UNCONDITIONAL)
+        rows = requested_rows(self.data.metadata, request, count, seed + 1) if self.conditions else None
+        return torch.cat(list(self.generate(count, seed, rows))), rows
+
+    def sweep(self, column: str, steps: int, count: int, seed: int, request: dict[str, Any] | None = None,
+              ) -> tuple[torch.Tensor, Metadata, int]:
+        """A grid of ``count`` rows by the sweep's columns: each row keeps one noise vector and one condition
+        row, and ``column`` steps through ``ganzoo.conditions.sweep_values`` along it. Returns the images in
+        row-major order, their condition rows and the number of columns."""
+        request = dict(request or {})
+        condition = condition_for(self.conditions, column)
+        values = sweep_values(self.data.metadata, condition, column, steps)
+        request.pop(column, None)
+        base = requested_rows(self.data.metadata, request, count, seed + 1)
+        rows = {name: np.repeat(values_, len(values)) for name, values_ in base.items()}
+        rows[column] = np.tile(np.asarray(values, dtype=rows[column].dtype), count)
+        latents = self.latents(count, seed).repeat_interleave(len(values), dim=0)
+        return torch.cat(list(self.generate(len(latents), seed, rows, latents=latents))), rows, len(values)
 
 
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:
@@ -78,11 +106,8 @@ def load_sampler(path: str | Path, device: torch.device, registry: Registry | No
     registry = registry or get_registry()
     generator, state = load_generator(path, device, registry)
     config = TrainConfig.model_validate_json(state["config"])
-    conditions, data = [], None
+    conditions, data = {}, None
     if config.conditions:
-        data = open_dataset(config.data, registry)
-        for name in config.conditions:
-            condition = registry.get("condition", name).factory(config.options.get(name, {}))
-            condition.fit(data.metadata)
-            conditions.append(condition)
+        data = open_dataset(config.data, registry, progress=False)
+        conditions = fit_conditions(config.conditions, config.options, registry, data.metadata)
     return Sampler(generator, config, conditions, data, device, state["step"])

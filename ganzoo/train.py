@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 import ganzoo
 from ganzoo.bench import TrainingEvaluator
-from ganzoo.checkpoint import save_checkpoint
+from ganzoo.checkpoint import load_weights, save_checkpoint
+from ganzoo.conditions import encode, fit_conditions
 from ganzoo.config import TrainConfig
 from ganzoo.data import open_dataset
 from ganzoo.errors import GanzooError
@@ -41,17 +42,14 @@ class Model:
     loss: AdversarialLoss
     latent_optimiser: LatentOptimiser | None
     auxiliaries: list[Auxiliary]
-    conditions: list[Condition]
+    conditions: dict[str, Condition]
     optimiser_g: torch.optim.Optimizer
     optimiser_d: torch.optim.Optimizer
     ema: AveragedModel
 
     def encode_conditions(self, data: ImageData, indices: torch.Tensor, device) -> torch.Tensor | None:
         """The conditions of the given dataset rows, or None for an unconditional model."""
-        if not self.conditions:
-            return None
-        rows = data.rows(indices.numpy())
-        return torch.cat([c.encode(rows) for c in self.conditions], dim=1).to(device)
+        return encode(self.conditions, data.rows(indices.numpy()), device)
 
     def sample_conditions(self, data: ImageData, count: int, device) -> torch.Tensor | None:
         """Conditions of ``count`` random dataset rows: the data's own joint distribution."""
@@ -87,16 +85,12 @@ def build_model(config: TrainConfig, registry: Registry, data: ImageData, device
     loss = recipe.loss.factory(component_options(config, recipe.loss.name))
     latent_optimiser = (recipe.latent_optimiser.factory(component_options(config, recipe.latent_optimiser.name))
                         if recipe.latent_optimiser else None)
-    conditions = []
-    for name in config.conditions:
-        condition = registry.get("condition", name).factory(component_options(config, name))
-        condition.fit(data.metadata)
-        conditions.append(condition)
-    condition_dim = sum(c.dim for c in conditions)
+    conditions = fit_conditions(config.conditions, config.options, registry, data.metadata)
+    condition_dim = sum(c.dim for c in conditions.values())
     auxiliaries = [a.factory(component_options(config, a.name)) for a in recipe.auxiliaries]
     aux_outputs: dict[str, int] = {}
     for auxiliary in auxiliaries:
-        aux_outputs.update(auxiliary.outputs(condition_dim))
+        aux_outputs.update(auxiliary.outputs(conditions))
     spec = ArchitectureSpec(image_size=config.data.image_size, latent_dim=config.model.latent_dim,
                             condition_dim=condition_dim, aux_outputs=aux_outputs,
                             critic_batchnorm=loss.allows_critic_batchnorm)
@@ -228,9 +222,9 @@ def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: Im
     if state["data_fingerprint"] != data.fingerprint:
         raise GanzooError("the dataset differs from the one this run was trained on "
                           f"(fingerprint {data.fingerprint}, checkpoint {state['data_fingerprint']})")
-    model.generator.load_state_dict(state["generator"])
-    model.critic.load_state_dict(state["critic"])
-    model.ema.load_state_dict(state["ema"])
+    load_weights(model.generator, state["generator"], "generator")
+    load_weights(model.critic, state["critic"], "critic")
+    load_weights(model.ema, state["ema"], "EMA generator")
     model.optimiser_g.load_state_dict(state["optimiser_g"])
     model.optimiser_d.load_state_dict(state["optimiser_d"])
     sampler.position = state["sampler_position"]
@@ -270,7 +264,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     sampler = BatchSampler(len(data.images), config.batch_size, config.seed)
     fixed_latent = torch.randn(SAMPLE_GRID, config.model.latent_dim,
                                generator=torch.Generator().manual_seed(config.seed)).to(device)
-    fixed_condition = model.encode_conditions(data, torch.arange(min(SAMPLE_GRID, len(data.images))), device)
+    fixed_condition = model.encode_conditions(data, torch.arange(SAMPLE_GRID) % len(data.images), device)
     step = restore(resume, model, sampler, data) if resume else 0
 
     run_dir.mkdir(parents=True, exist_ok=True)

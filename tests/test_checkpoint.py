@@ -1,5 +1,4 @@
 import os
-import pickle
 
 import pytest
 import torch
@@ -7,7 +6,7 @@ import torch
 from ganzoo.checkpoint import load_checkpoint, save_checkpoint
 from ganzoo.errors import GanzooError
 
-from conftest import run_ganzoo
+from conftest import TINY_FLAGS, run_ganzoo
 
 
 class RunsCodeOnLoad:
@@ -70,3 +69,17 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_weights_that_do_not_fit_the_architecture_are_one_line_errors(tmp_path):
+    run = tmp_path / "run"
+    assert run_ganzoo("train", "wgan", *TINY_FLAGS, "--steps", "1", "--out", run, "--quiet").returncode == 0
+    state = load_checkpoint(run)
+    state["ema"] = {k.replace("convs", "old_layers"): v for k, v in state["ema"].items()}
+    state["critic"] = {k: v for k, v in state["critic"].items() if not k.startswith("score")}
+    save_checkpoint(state, run / "checkpoint.pt")
+    result = run_ganzoo("generate", run, "--out", tmp_path / "x.png")
+    assert result.returncode == 2 and "generator weights do not fit" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_ganzoo("train", "--resume", run, "--steps", "2", "--quiet")
+    assert result.returncode == 2 and "critic weights do not fit" in result.stderr

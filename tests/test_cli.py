@@ -69,3 +69,16 @@ def test_resume_rejects_config_changes(tmp_path):
     assert result.returncode == 2 and "own config" in result.stderr
     result = run_ganzoo("train")
     assert result.returncode == 2 and "name a RECIPE" in result.stderr
+
+
+def test_recipe_argument_overrides_the_config_file(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('recipe = "wgan"\nbatch_size = 16\n[data]\nimage_size = 32\ncount = 64\n'
+                      '[model]\nwidth = 8\nlatent_dim = 16\n')
+    result = run_ganzoo("train", "wgan+logan", "--config", config, "--steps", "1", "--out", tmp_path / "run",
+                        "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"] == "wgan+logan"
+    result = run_ganzoo("train", "--config", config, "--steps", "1", "--out", tmp_path / "from_file", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "from_file" / "config.json").read_text())["recipe"] == "wgan"

@@ -116,7 +116,7 @@ def test_wgan_logan_resumes_exactly(tmp_path):
     # the latent step changed training: without it the weights differ
     train(tiny_config(recipe="wgan", steps=4), tmp_path / "plain", progress=False)
     plain = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
-    assert not torch.equal(plain["generator"]["net.0.weight"], a["generator"]["net.0.weight"])
+    assert not torch.equal(plain["generator"]["convs.0.weight"], a["generator"]["convs.0.weight"])
 
 
 def test_cli_trains_wgan_logan(tmp_path):

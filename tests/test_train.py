@@ -39,7 +39,7 @@ def test_resume_continues_exactly(tmp_path):
         assert_same_state(a[key], b[key], key)
     # the comparison is meaningful: training moved the weights
     first = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
-    assert not torch.equal(first_half["generator"]["net.0.weight"], first["generator"]["net.0.weight"])
+    assert not torch.equal(first_half["generator"]["convs.0.weight"], first["generator"]["convs.0.weight"])
 
 
 def test_run_folder_contents(tmp_path):

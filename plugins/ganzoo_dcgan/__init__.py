@@ -1,7 +1,7 @@
 """DCGAN generator and critic (Radford et al. 2015) for 32, 64 and 128 px, as a ganzoo architecture plugin.
 
-Conditions enter the generator by concatenation with z, and the critic by a projection term
-(Miyato & Koyama 2018): score = linear(h) + <embed(c), h>. Auxiliary outputs are linear heads on h.
+Conditions enter the generator by concatenation with z (default) or conditional batch norm, and the critic by a
+projection term (Miyato & Koyama 2018): score = linear(h) + <embed(c), h>. Auxiliary outputs are linear heads on h.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class DCGANOptions(BaseModel):
     width: int = Field(64, gt=0, description="channels at the highest resolution; doubled at each halving")
     critic_norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto", description="auto: batch norm unless the loss forbids it, then none")
+    condition_input: Literal["concat", "cbn"] = Field(
+        "concat", description="how conditions enter the generator: joined to z, or conditional batch norm")
 
 
 def _stages(image_size: int) -> int:
@@ -31,23 +33,46 @@ def _stages(image_size: int) -> int:
     return int(math.log2(image_size)) - 2
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose per-channel scale and shift are predicted from the condition (de Vries et al. 2017)."""
+
+    def __init__(self, channels: int, condition_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.scale = nn.Linear(condition_dim, channels)
+        self.shift = nn.Linear(condition_dim, channels)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        scale = 1 + self.scale(c)[:, :, None, None]
+        return self.norm(x) * scale + self.shift(c)[:, :, None, None]
+
+
 class DCGANGenerator(Generator):
-    def __init__(self, latent_dim: int, condition_dim: int, image_size: int, width: int, channels: int = 3):
+    """Transposed-convolution stages, 4 px doubling to the image size. ``condition_input`` is ``concat`` (the
+    condition joins z at the input) or ``cbn`` (it sets the scale and shift of every batch norm)."""
+
+    def __init__(self, latent_dim: int, condition_dim: int, image_size: int, width: int, channels: int = 3,
+                 condition_input: str = "concat"):
         super().__init__()
         self.latent_dim = latent_dim
+        self.uses_cbn = condition_input == "cbn" and condition_dim > 0
         stages = _stages(image_size)
         widths = [width * 2 ** i for i in reversed(range(stages))]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim + condition_dim, widths[0], 4, 1, 0, bias=False),
-                                   nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
-        for wide, narrow in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        input_dim = latent_dim if self.uses_cbn else latent_dim + condition_dim
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(input_dim, widths[0], 4, 1, 0, bias=False)] + [
+            nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False) for wide, narrow in zip(widths, widths[1:])])
+        self.norms = nn.ModuleList([ConditionalBatchNorm2d(w, condition_dim) if self.uses_cbn else nn.BatchNorm2d(w)
+                                    for w in widths])
+        self.to_rgb = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        if c is not None:
+        if c is not None and not self.uses_cbn:
             z = torch.cat([z, c], dim=1)
-        return self.net(z[:, :, None, None])
+        h = z[:, :, None, None]
+        for conv, norm in zip(self.convs, self.norms):
+            h = conv(h)
+            h = torch.relu(norm(h, c) if self.uses_cbn else norm(h))
+        return torch.tanh(self.to_rgb(h))
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -92,7 +117,8 @@ def build_dcgan(spec: ArchitectureSpec, options: dict) -> tuple[DCGANGenerator, 
     elif norm == "batch" and not spec.critic_batchnorm:
         raise GanzooError("invalid config: options.dcgan.critic_norm: batch norm in the critic is not allowed "
                           "with this loss (its gradient penalty is per sample); use none or layer")
-    generator = DCGANGenerator(spec.latent_dim, spec.condition_dim, spec.image_size, parsed.width, spec.channels)
+    generator = DCGANGenerator(spec.latent_dim, spec.condition_dim, spec.image_size, parsed.width, spec.channels,
+                               parsed.condition_input)
     critic = DCGANCritic(spec.image_size, parsed.width, norm, spec.condition_dim, spec.aux_outputs, spec.channels)
     for module in (*generator.modules(), *critic.modules()):
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):

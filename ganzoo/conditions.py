@@ -1,0 +1,115 @@
+"""Conditions at run time: fitting them to the training table, encoding rows, and turning a user's request
+("danceability=0.8, genre=rock") into condition rows drawn from the training data."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ganzoo.errors import GanzooError
+from ganzoo.interfaces import Condition, Metadata
+from ganzoo.plugins import Registry
+
+NEAREST_ROWS = 32
+"""Rows a request draws its unspecified features from: the training rows nearest to the requested values."""
+
+SWEEP_PERCENTILES = (1, 99)
+"""A continuous sweep runs between these percentiles of the training data."""
+
+
+def fit_conditions(names: list[str], options: Mapping[str, dict], registry: Registry, metadata: Metadata,
+                   ) -> dict[str, Condition]:
+    """Build the named condition plugins and fit each to the training table, in config order."""
+    conditions = {}
+    for name in names:
+        condition = registry.get("condition", name).factory(dict(options.get(name, {})))
+        condition.fit(metadata)
+        conditions[name] = condition
+    return conditions
+
+
+def encode(conditions: Mapping[str, Condition], rows: Metadata, device) -> torch.Tensor | None:
+    """The concatenated condition vectors of ``rows``, or None for an unconditional model."""
+    if not conditions:
+        return None
+    return torch.cat([c.encode(rows) for c in conditions.values()], dim=1).to(device)
+
+
+UNCONDITIONAL = ("this checkpoint is unconditional: --features, --genre and --sweep need a model trained with "
+                 "conditions")
+
+
+def condition_for(conditions: Mapping[str, Condition], column: str) -> Condition:
+    """The condition that reads metadata ``column``; an unknown name raises GanzooError listing valid ones."""
+    if not conditions:
+        raise GanzooError(UNCONDITIONAL)
+    columns = {name: condition for condition in conditions.values() for name in condition.columns}
+    if column not in columns:
+        raise GanzooError(f"unknown feature {column!r}; this checkpoint is conditioned on: "
+                          f"{', '.join(sorted(columns))}")
+    return columns[column]
+
+
+def parse_request(conditions: Mapping[str, Condition], features: str | None = None, category: str | None = None,
+                  ) -> dict[str, Any]:
+    """Requested column values from ``--features name=value,...`` and ``--genre VALUE`` (the value of the
+    checkpoint's categorical condition). Unknown names and bad values raise GanzooError listing valid ones."""
+    if (features or category is not None) and not conditions:
+        raise GanzooError(UNCONDITIONAL)
+    request: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (features or "").split(","))):
+        name, equals, text = item.partition("=")
+        name = name.strip()
+        if not equals:
+            raise GanzooError(f"--features: expected name=value, got {item!r}")
+        request[name] = condition_for(conditions, name).parse(name, text.strip())
+    if category is not None:
+        categorical = [c for c in conditions.values() if c.kind == "categorical"]
+        if len(categorical) != 1:
+            raise GanzooError("--genre needs a checkpoint with exactly one categorical condition; this one has "
+                              f"{len(categorical)} (use --features column=value)")
+        column = categorical[0].columns[0]
+        request[column] = categorical[0].parse(column, category)
+    return request
+
+
+def requested_rows(metadata: Metadata, request: Mapping[str, Any], count: int, seed: int) -> Metadata:
+    """``count`` condition rows with the requested values; every other column comes from training rows that
+    match the requested categories and lie nearest to the requested numbers (the ``NEAREST_ROWS`` nearest, in
+    units of each column's standard deviation), so unspecified features follow the data's joint distribution."""
+    total = len(next(iter(metadata.values())))
+    candidates = np.arange(total)
+    numeric = {}
+    for column, value in request.items():
+        if isinstance(value, str):
+            candidates = candidates[metadata[column][candidates] == value]
+        else:
+            numeric[column] = value
+    if len(candidates) == 0:
+        raise GanzooError("no training rows match " + ", ".join(f"{k}={v}" for k, v in request.items()
+                                                                 if isinstance(v, str)))
+    if numeric:
+        distance = np.zeros(len(candidates))
+        for column, value in numeric.items():
+            values = metadata[column].astype(np.float64)
+            spread = np.nanstd(values) or 1.0
+            distance += np.nan_to_num((values[candidates] - value) / spread, nan=1e6) ** 2
+        candidates = candidates[np.argsort(distance, kind="stable")[:NEAREST_ROWS]]
+    generator = torch.Generator().manual_seed(seed)
+    chosen = candidates[torch.randint(len(candidates), (count,), generator=generator).numpy()]
+    rows = {column: values[chosen].copy() for column, values in metadata.items()}
+    for column, value in request.items():
+        rows[column][:] = value
+    return rows
+
+
+def sweep_values(metadata: Metadata, condition: Condition, column: str, steps: int) -> list:
+    """The values a ``--sweep`` of ``column`` steps through: evenly from the 1st to the 99th percentile of the
+    training data for a continuous column, every known category for a categorical one."""
+    values = metadata[column]
+    if condition.kind == "categorical":
+        return sorted({v for v in values if isinstance(v, str) and v})
+    low, high = np.nanpercentile(values.astype(np.float64), SWEEP_PERCENTILES)
+    return list(np.linspace(low, high, steps))

@@ -1,0 +1,143 @@
+"""Condition plugins for Spotify metadata: ``audio-features`` (continuous) and ``genre`` (categorical).
+
+audio-features
+    Any subset of Spotify's ten audio features, each standardised with the training table's mean and
+    standard deviation: ``(value - mean) / std``. A missing value (NaN) encodes as 0, the training mean.
+    Requested values are checked against the feature's real range (see ``AUDIO_FEATURES``).
+genre
+    One metadata column (``genre`` by default; covers640 uses ``playlist_name``) as a one-hot over every
+    distinct non-blank value of the training table. Blank, missing and unseen values encode as all zeros,
+    which the ``acgan`` objective leaves out of its classification term.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ganzoo import Condition, GanzooError, hookimpl, parse_options
+
+AUDIO_FEATURES: dict[str, tuple[float, float, str]] = {
+    "danceability": (0.0, 1.0, ""),
+    "energy": (0.0, 1.0, ""),
+    "valence": (0.0, 1.0, ""),
+    "tempo": (0.0, 300.0, " BPM"),
+    "loudness": (-60.0, 5.0, " dB"),
+    "acousticness": (0.0, 1.0, ""),
+    "instrumentalness": (0.0, 1.0, ""),
+    "speechiness": (0.0, 1.0, ""),
+    "liveness": (0.0, 1.0, ""),
+    "popularity": (0.0, 100.0, ""),
+}
+"""Spotify's audio features: name -> (lowest, highest, unit). Loudness is integrated LUFS-like dB, mostly
+between -60 and 0 (a few masters exceed 0); tempo is in beats per minute; popularity is Spotify's 0-100 score."""
+
+
+def _table_column(metadata, column: str, condition: str) -> np.ndarray:
+    if column not in metadata:
+        raise GanzooError(f"condition {condition}: the dataset has no {column!r} column (it has: "
+                          f"{', '.join(sorted(metadata)) or 'no metadata'})")
+    return metadata[column]
+
+
+class AudioFeaturesOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    features: list[str] = Field(list(AUDIO_FEATURES), min_length=1,
+                                description="which audio features to condition on")
+
+
+class AudioFeatures(Condition):
+    kind = "continuous"
+
+    def __init__(self, features: list[str]):
+        unknown = [name for name in features if name not in AUDIO_FEATURES]
+        if unknown:
+            raise GanzooError(f"invalid config: options.audio-features.features: unknown feature "
+                              f"{unknown[0]!r} (valid: {', '.join(AUDIO_FEATURES)})")
+        self.columns = tuple(dict.fromkeys(features))
+        self.dim = len(self.columns)
+        self.mean = np.zeros(self.dim)
+        self.std = np.ones(self.dim)
+
+    def fit(self, metadata) -> None:
+        for i, column in enumerate(self.columns):
+            values = _table_column(metadata, column, "audio-features")
+            try:
+                values = values.astype(np.float64)
+            except ValueError:
+                raise GanzooError(f"condition audio-features: column {column!r} is not numeric") from None
+            if np.isnan(values).all():
+                raise GanzooError(f"condition audio-features: column {column!r} has no values")
+            self.mean[i] = np.nanmean(values)
+            self.std[i] = np.nanstd(values) or 1.0
+
+    def encode(self, metadata) -> torch.Tensor:
+        values = np.stack([metadata[column].astype(np.float64) for column in self.columns], axis=1)
+        standardised = np.nan_to_num((values - self.mean) / self.std, nan=0.0)
+        return torch.from_numpy(standardised).float()
+
+    def describe(self) -> str:
+        return f"{self.dim} audio features, standardised: {', '.join(self.columns)}"
+
+    def parse(self, column: str, text: str) -> float:
+        low, high, unit = AUDIO_FEATURES[column]
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise GanzooError(f"{column} must be a number from {low:g} to {high:g}{unit}, not {text!r}")
+        return value
+
+
+class GenreOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    column: str = Field("genre", description="the metadata column holding the genre or playlist name")
+
+
+class Genre(Condition):
+    kind = "categorical"
+
+    def __init__(self, column: str):
+        self.columns = (column,)
+        self.vocabulary: list[str] = []
+        self.dim = 0
+
+    def fit(self, metadata) -> None:
+        column = self.columns[0]
+        values = _table_column(metadata, column, "genre")
+        self.vocabulary = sorted({str(v) for v in values if _known(v)})
+        if not self.vocabulary:
+            raise GanzooError(f"condition genre: column {column!r} has no values")
+        self.dim = len(self.vocabulary)
+
+    def encode(self, metadata) -> torch.Tensor:
+        index = {name: i for i, name in enumerate(self.vocabulary)}
+        one_hot = torch.zeros(len(metadata[self.columns[0]]), self.dim)
+        for row, value in enumerate(metadata[self.columns[0]]):
+            if _known(value) and str(value) in index:
+                one_hot[row, index[str(value)]] = 1.0
+        return one_hot
+
+    def describe(self) -> str:
+        return f"{self.columns[0]}, one of {self.dim}: {', '.join(self.vocabulary)}"
+
+    def parse(self, column: str, text: str) -> str:
+        if text not in self.vocabulary:
+            raise GanzooError(f"unknown {column} {text!r}; this checkpoint knows: {', '.join(self.vocabulary)}")
+        return text
+
+
+def _known(value) -> bool:
+    """False for blanks and NaN: a missing genre."""
+    if isinstance(value, float):
+        return not np.isnan(value)
+    return str(value).strip() != ""
+
+
+@hookimpl
+def register_conditions(register):
+    register("audio-features", lambda options: AudioFeatures(
+        parse_options(AudioFeaturesOptions, options, "options.audio-features").features))
+    register("genre", lambda options: Genre(parse_options(GenreOptions, options, "options.genre").column))
