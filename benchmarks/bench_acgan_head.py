@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
-from ganzoo.checkpoint import load_checkpoint
-from ganzoo.interfaces import ArchitectureSpec
+from ganzoo.checkpoint import load_checkpoint, load_weights
 from ganzoo.plugins import get_registry
-from ganzoo.sampling import load_sampler
+from ganzoo.sampling import build_networks, load_sampler
 from ganzoo_acgan import head_name
 
 DEVICE = torch.device("cpu")
@@ -41,11 +40,9 @@ def main():
     args = parser.parse_args()
 
     sampler = load_sampler(args.run, DEVICE)
-    state = load_checkpoint(f"{args.run}/checkpoint.pt")
-    architecture = get_registry().recipe(sampler.config.recipe).architecture
-    options = {"width": sampler.config.model.width, **sampler.config.options.get(architecture.name, {})}
-    _, critic = architecture.factory(ArchitectureSpec(**state["spec"]), options)
-    critic.load_state_dict(state["critic"])
+    state = load_checkpoint(args.run)
+    _, critic = build_networks(state, get_registry())
+    load_weights(critic, state["critic"], "critic")
     critic.eval()
     condition = sampler.conditions["audio-features"]
     head = head_name("audio-features")

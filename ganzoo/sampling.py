@@ -14,20 +14,23 @@ from ganzoo.conditions import (UNCONDITIONAL, condition_for, encode, fit_conditi
                                sweep_values)
 from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
-from ganzoo.interfaces import ArchitectureSpec, Condition, Generator, ImageData, Metadata
+from ganzoo.interfaces import ArchitectureSpec, Condition, Critic, Generator, ImageData, Metadata
 from ganzoo.plugins import Registry, get_registry
+
+
+def build_networks(state: dict[str, Any], registry: Registry) -> tuple[Generator, Critic]:
+    """A fresh generator and critic of the architecture, options and spec a checkpoint was trained with."""
+    config = TrainConfig.model_validate_json(state["config"])
+    architecture = registry.recipe(config.recipe).architecture
+    options = {"width": config.model.width, **config.options.get(architecture.name, {})}
+    return architecture.factory(ArchitectureSpec(**state["spec"]), options)
 
 
 def load_generator(path: str | Path, device: torch.device, registry: Registry | None = None,
                    ) -> tuple[Generator, dict[str, Any]]:
     """The checkpoint's EMA generator in eval mode, and the checkpoint's state."""
-    registry = registry or get_registry()
     state = load_checkpoint(path)
-    config = TrainConfig.model_validate_json(state["config"])
-    architecture = registry.recipe(config.recipe).architecture
-    options = {"width": config.model.width, **config.options.get(architecture.name, {})}
-    spec = ArchitectureSpec(**state["spec"])
-    generator, _ = architecture.factory(spec, options)
+    generator, _ = build_networks(state, registry or get_registry())
     prefix = "module."
     load_weights(generator, {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)},
                  "generator")
