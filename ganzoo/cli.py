@@ -76,7 +76,8 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
         if minutes and not steps:
             updates["steps"] = None
         config = build_config(config.model_dump() | updates)
-        run_dir = Path(out) if out else Path("runs") / f"{config.recipe.replace('+', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(out) if out else Path("runs") / f"{config.recipe.replace('+', '_')}-{stamp}"
         if (run_dir / "checkpoint.pt").exists():
             raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
     try:

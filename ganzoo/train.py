@@ -198,7 +198,7 @@ def to_images(batch_uint8: torch.Tensor, device, memory_format) -> torch.Tensor:
     return images.contiguous(memory_format=memory_format)
 
 
-def checkpoint_state(config, model: Model, step, sampler, fixed_latent, fixed_condition, data) -> dict[str, Any]:
+def checkpoint_state(config, model: Model, step, sampler, data) -> dict[str, Any]:
     return {
         "ganzoo_version": ganzoo.__version__,
         "config": config.model_dump_json(),
@@ -213,8 +213,6 @@ def checkpoint_state(config, model: Model, step, sampler, fixed_latent, fixed_co
         "sampler_position": sampler.position,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "fixed_latent": fixed_latent.cpu(),
-        "fixed_condition": fixed_condition.cpu() if fixed_condition is not None else torch.empty(0),
     }
 
 
@@ -284,7 +282,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
         return z
 
     def save():
-        save_checkpoint(checkpoint_state(config, model, step, sampler, fixed_latent, fixed_condition, data),
+        save_checkpoint(checkpoint_state(config, model, step, sampler, data),
                         run_dir / "checkpoint.pt")
 
     started = time.perf_counter()
