@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ganzoo.data.prepare import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.errors import GanzooError
 
 
@@ -261,22 +262,30 @@ def data():
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--size", type=click.Choice(["32", "64", "128"]), default="64", show_default=True)
 @click.option("--metadata", type=click.Path(exists=True, dir_okay=False),
-              help="CSV with a 'file' column (name or relative path) joined onto the images.")
+              help="CSV with a 'file' column (name or relative path) joined onto the images "
+                   "[default: FOLDER/metadata.csv, if there is one].")
 @click.option("--out", type=click.Path(file_okay=False), help="Store folder [default: a cache folder].")
 @click.option("--workers", type=click.IntRange(min=1), help="Decoding processes [default: all cores].")
-def prepare(folder, size, metadata, out, workers):
-    """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files skipped."""
+@click.option("--max-hash-distance", type=click.IntRange(0, 16), default=DEFAULT_MAX_HASH_DISTANCE,
+              show_default=True,
+              help="Drop a cover whose perceptual hash is within this many bits of an earlier one's.")
+@click.option("--keep-duplicates", is_flag=True, help="Keep duplicate covers (exact and near).")
+def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates):
+    """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files and duplicates
+    skipped, with counts. A Spotify collection folder packs with its covers' audio features."""
     from ganzoo.data.prepare import format_counts, prepare as prepare_store
 
-    store, report = prepare_store(folder, int(size), metadata, out, workers)
+    store, report = prepare_store(folder, int(size), metadata, out, workers,
+                                  max_hash_distance=None if keep_duplicates else max_hash_distance)
     click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
     click.echo(f"  kept {report['kept']} of {report['files']} files")
     if report["dropped"]:
         click.echo(f"  dropped: {format_counts(report['dropped'])}")
     if report["fixed"]:
         click.echo(f"  fixed: {format_counts(report['fixed'])}")
-    if metadata:
-        click.echo(f"  metadata rows without an image: {report['metadata_rows_without_image']}")
+    if report.get("metadata"):
+        click.echo(f"  metadata {report['metadata']}: {report['files_without_metadata_row']} files without a "
+                   f"row, {report['metadata_rows_without_image']} rows without an image")
 
 
 @data.command()
@@ -307,7 +316,7 @@ def inspect(store):
 def main():
     try:
         from ganzoo.plugins import get_registry
-        get_registry().plugin_manager.hook.register_commands(cli=cli)
+        get_registry().add_commands(cli)
     except GanzooError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)

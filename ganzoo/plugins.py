@@ -90,6 +90,17 @@ class Registry:
         self.components[kind][name] = component
         plugin.components.append(component)
 
+    def add_commands(self, cli) -> None:
+        """Let each plugin add click commands to ``cli``; each new command is listed as the plugin's component."""
+        for impl in self.plugin_manager.hook.register_commands.get_hookimpls():
+            plugin_name = self.plugin_manager.get_name(impl.plugin) or impl.plugin_name
+            info = self.plugins.setdefault(plugin_name, PluginInfo(plugin_name, None))
+            before = command_paths(cli)
+            impl.function(cli=cli)
+            after = command_paths(cli)
+            for path in sorted(set(after) - set(before)):
+                info.components.append(Component(path, "command", after[path], plugin_name))
+
     def get(self, kind: str, name: str) -> Component:
         """The component of this kind and name, or an error listing close matches."""
         found = self.components[kind].get(name)
@@ -119,6 +130,16 @@ class Registry:
         return Recipe(text=text, architecture=architecture, loss=chosen["loss"][0],
                       latent_optimiser=(chosen["latent_optimiser"] or [None])[0],
                       auxiliaries=chosen["auxiliary"])
+
+
+def command_paths(group, prefix: str = "") -> dict[str, Any]:
+    """Every command under a click group by its full path, e.g. ``data spotify collect``."""
+    paths = {}
+    for name, command in getattr(group, "commands", {}).items():
+        path = f"{prefix}{name}"
+        paths[path] = command
+        paths.update(command_paths(command, path + " "))
+    return paths
 
 
 def unknown_name_message(what: str, name: str, known) -> str:

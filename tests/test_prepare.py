@@ -2,11 +2,13 @@
 
 import io
 import json
+import random
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from ganzoo.data.dedup import NearDuplicateIndex
 from ganzoo.data.prepare import clean_image, prepare
 from ganzoo.data.store import load_store
 from ganzoo.errors import GanzooError
@@ -45,7 +47,8 @@ def nasty_folder(tmp_path):
 
 
 def test_nasty_folder_is_cleaned_and_counted(nasty_folder, tmp_path):
-    store, report = prepare(nasty_folder, 32, out=tmp_path / "store", workers=1, progress=False)
+    store, report = prepare(nasty_folder, 32, out=tmp_path / "store", workers=1, progress=False,
+                            max_hash_distance=None)
     assert report["files"] == 13 and report["kept"] == 8
     assert report["dropped"] == {"empty file": 1, "not an image": 2, "truncated or corrupt": 1, "too small": 1}
     assert report["fixed"]["mode L"] == 1 and report["fixed"]["mode CMYK"] == 1
@@ -63,13 +66,15 @@ def test_nasty_folder_is_cleaned_and_counted(nasty_folder, tmp_path):
 
 
 def test_second_prepare_is_cached(nasty_folder, tmp_path):
-    first, report = prepare(nasty_folder, 32, workers=1, progress=False)
+    first, report = prepare(nasty_folder, 32, workers=1, progress=False, max_hash_distance=None)
     assert report["cached"] is False
-    again, report = prepare(nasty_folder, 32, workers=1, progress=False)
+    again, report = prepare(nasty_folder, 32, workers=1, progress=False, max_hash_distance=None)
     assert again == first and report["cached"] is True and report["kept"] == 8
     (nasty_folder / "extra.png").write_bytes((nasty_folder / "grey.png").read_bytes())
-    changed, report = prepare(nasty_folder, 32, workers=1, progress=False)
+    changed, report = prepare(nasty_folder, 32, workers=1, progress=False, max_hash_distance=None)
     assert changed != first and report["kept"] == 9
+    deduplicated, report = prepare(nasty_folder, 32, workers=1, progress=False)
+    assert deduplicated != changed and report["dropped"]["exact duplicate"] >= 1
 
 
 def test_metadata_join(nasty_folder, tmp_path):
@@ -78,11 +83,49 @@ def test_metadata_join(nasty_folder, tmp_path):
                         "missing.png,folk,1\n")
     store, report = prepare(nasty_folder, 32, metadata_csv=csv_path, out=tmp_path / "store", workers=1,
                             progress=False)
-    assert report["kept"] == 2 and report["dropped"]["no metadata row"] == 10
+    assert report["kept"] == 2 and report["files_without_metadata_row"] == 10
     assert report["dropped"]["empty file"] == 1 and report["metadata_rows_without_image"] == 1
     data = load_store(store)
     assert list(data.metadata["genre"]) == ["jazz", "rock"]
     assert data.metadata["popularity"].tolist() == [12.0, 40.0]
+
+
+def test_duplicates_are_dropped_exact_and_near(tmp_path):
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    layout = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((96, 96))
+    save(layout, folder / "a_original.png")
+    save(layout, folder / "b_same_pixels.png")
+    save(layout, folder / "c_reencoded.jpg", quality=60)
+    save(Image.fromarray(np.asarray(layout)[..., ::-1]), folder / "d_colours_swapped.png")
+    save(Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((96, 96)), folder / "e_other.png")
+    save(Image.new("RGB", (64, 64), (220, 20, 20)), folder / "f_red.png")
+    save(Image.new("RGB", (64, 64), (20, 20, 220)), folder / "g_blue.png")
+    save(Image.new("RGB", (64, 64), (222, 22, 18)), folder / "h_red_again.png")
+    store, report = prepare(folder, 32, out=tmp_path / "store", workers=1, progress=False)
+    assert report["dropped"] == {"exact duplicate": 1, "near duplicate": 2}
+    assert list(load_store(store).metadata["file"]) == ["a_original.png", "d_colours_swapped.png", "e_other.png",
+                                                        "f_red.png", "g_blue.png"]
+    _, kept_all = prepare(folder, 32, out=tmp_path / "all", workers=1, progress=False, max_hash_distance=None)
+    assert kept_all["kept"] == 8 and kept_all["dropped"] == {}
+
+
+def test_near_duplicate_index_matches_brute_force():
+    rng = random.Random(0)
+    for distance in (0, 2, 4, 6, 8):
+        index, kept = NearDuplicateIndex(distance), []
+        values = [rng.getrandbits(64) for _ in range(200)]
+        for value in values[:100]:
+            for bit in rng.sample(range(64), rng.randint(0, distance + 2)):
+                value ^= 1 << bit
+            values.append(value)
+        for value in values:
+            expected = all((value ^ other).bit_count() > distance for other in kept)
+            assert index.add_unless_near(value) == expected
+            if expected:
+                kept.append(value)
+        assert 100 < len(kept) < 300
 
 
 def test_parallel_matches_serial(tmp_path):
@@ -114,7 +157,8 @@ def test_clean_image_resizes_with_antialiasing(tmp_path):
 
 
 def test_cli_prepare_inspect_and_train_on_folder(nasty_folder, tmp_path):
-    result = run_ganzoo("data", "prepare", nasty_folder, "--size", "32", "--out", tmp_path / "store")
+    result = run_ganzoo("data", "prepare", nasty_folder, "--size", "32", "--out", tmp_path / "store",
+                        "--keep-duplicates")
     assert result.returncode == 0, result.stderr
     assert "kept 8 of 13 files" in result.stdout and "1 truncated or corrupt" in result.stdout
     inspect = run_ganzoo("data", "inspect", tmp_path / "store")

@@ -1,5 +1,6 @@
 """Clean a folder of images into a packed store: any mode to RGB, centre crop, antialiased resize, bad files
-counted and skipped. The store is cached by content, so preparing the same folder twice is instant."""
+counted and skipped, duplicate covers (identical pixels, or perceptual hashes a few bits apart) dropped after
+their first occurrence. The store is cached by content, so preparing the same folder twice is instant."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
 from ganzoo.data.store import IMAGES_FILE, STORE_FORMAT, STORE_VERSION, is_store, read_manifest, write_metadata_csv
 from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
 
-CLEANING_VERSION = 1
+CLEANING_VERSION = 2
+DEFAULT_MAX_HASH_DISTANCE = 4
+METADATA_FILE = "metadata.csv"
 MIN_SIDE = 8
 ALPHA_BACKGROUND = (255, 255, 255)
 
@@ -86,21 +90,22 @@ def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
     return np.asarray(resized, dtype=np.uint8), fixes
 
 
-def _clean_worker(job: tuple[str, int]):
-    path, size = job
+def _clean_worker(job: tuple[str, int, bool]):
+    path, size, find_duplicates = job
     try:
         array, fixes = clean_image(path, size)
-        return array, fixes, None
     except BadImage as error:
-        return None, [], str(error)
+        return None, [], str(error), None
+    return array, fixes, None, cover_signature(array) if find_duplicates else None
 
 
 def list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | None) -> str:
-    digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}".encode())
+def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | None,
+               max_hash_distance: int | None) -> str:
+    digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}:{max_hash_distance}".encode())
     for path in files:
         stat = path.stat()
         digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
@@ -131,17 +136,22 @@ def default_cache_dir() -> Path:
 
 
 def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = None, out: str | Path | None = None,
-            workers: int | None = None, progress: bool = True) -> tuple[Path, dict]:
+            workers: int | None = None, progress: bool = True,
+            max_hash_distance: int | None = DEFAULT_MAX_HASH_DISTANCE) -> tuple[Path, dict]:
     """Pack ``folder`` into a store at ``out`` (or the cache). Returns (store path, report).
 
-    With ``metadata_csv``, only images with a metadata row are kept, in file order, with that row attached.
+    With ``metadata_csv`` (by default the folder's own ``metadata.csv``, if it has one), only the files its rows
+    name are packed, in file order, each with its row. An image whose cleaned pixels equal an earlier one's, or
+    whose pHash is within ``max_hash_distance`` bits of an earlier one's, is dropped as a duplicate; None keeps
+    duplicates.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise GanzooError(f"{folder} is not a folder of images")
-    metadata_path = Path(metadata_csv) if metadata_csv else None
+    own_metadata = folder / METADATA_FILE
+    metadata_path = Path(metadata_csv) if metadata_csv else (own_metadata if own_metadata.is_file() else None)
     files = [p for p in list_files(folder) if metadata_path is None or p.resolve() != metadata_path.resolve()]
-    key = source_key(files, folder, size, metadata_path)
+    key = source_key(files, folder, size, metadata_path, max_hash_distance)
     target = Path(out) if out else default_cache_dir() / f"{folder.resolve().name}-{size}px-{key[:12]}"
     if is_store(target):
         manifest = read_manifest(target)
@@ -161,27 +171,38 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
         row_key = relative if relative in rows else path.name
         row = rows.get(row_key) if metadata_path else {}
         if row is None:
-            dropped["no metadata row"] += 1
             continue
         matched_keys.add(row_key)
-        jobs.append((str(path), size, row))
+        jobs.append((str(path), row))
 
+    find_duplicates = max_hash_distance is not None
+    seen_pixels: set[bytes] = set()
+    seen_covers = NearDuplicateIndex(max_hash_distance) if find_duplicates else None
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     workers = workers or os.cpu_count() or 1
     kept = 0
+    work = [(path, size, find_duplicates) for path, _ in jobs]
     with open(staging / IMAGES_FILE, "wb") as sink:
         pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 256 else None
         try:
-            results = (pool.imap(_clean_worker, [(p, s) for p, s, _ in jobs], chunksize=64) if pool
-                       else map(_clean_worker, [(p, s) for p, s, _ in jobs]))
-            for (path, _, row), (array, fixes, reason) in tqdm(
+            results = pool.imap(_clean_worker, work, chunksize=64) if pool else map(_clean_worker, work)
+            for (path, row), (array, fixes, reason, signature) in tqdm(
                     zip(jobs, results), total=len(jobs), desc=f"prepare {folder.name}", unit="img",
                     disable=not progress):
                 if reason:
                     dropped[reason] += 1
                     continue
+                if signature:
+                    digest, phash, thumbnail = signature
+                    if digest in seen_pixels:
+                        dropped["exact duplicate"] += 1
+                        continue
+                    seen_pixels.add(digest)
+                    if not seen_covers.add_unless_near(phash, thumbnail):
+                        dropped["near duplicate"] += 1
+                        continue
                 sink.write(array.tobytes())
                 fixed.update(fixes)
                 kept_rows.append({"file": str(Path(path).relative_to(folder)),
@@ -196,8 +217,10 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
         raise GanzooError(f"no usable images in {folder} ({format_counts(dropped) or 'no files'})")
     metadata = {c: np.array([r.get(c, "") for r in kept_rows], dtype=object) for c in kept_rows[0]}
     write_metadata_csv(staging / "metadata.csv", metadata, kept)
-    report = {"files": len(files), "kept": kept, "dropped": dict(dropped), "fixed": dict(fixed),
-              "metadata_rows_without_image": len(rows) - len(matched_keys)}
+    report = {"files": len(jobs), "kept": kept, "dropped": dict(dropped), "fixed": dict(fixed),
+              "files_without_metadata_row": len(files) - len(jobs),
+              "metadata_rows_without_image": len(rows) - len(matched_keys),
+              "metadata": str(metadata_path) if metadata_path else None, "max_hash_distance": max_hash_distance}
     manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": folder.resolve().name,
                 "image_size": size, "count": kept, "source": str(folder.resolve()), "source_key": key,
                 "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}
