@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,12 +46,20 @@ def cli():
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this folder.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(recipe, config_file, overrides, steps, minutes, out, resume, device, quiet):
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel in N local processes (one per GPU, or CPU processes): starts torchrun.")
+def train(recipe, config_file, overrides, steps, minutes, out, resume, device, quiet, nproc):
     """Train RECIPE, components joined with '+': wgan, wgan+logan, mygan+wgan.
 
     Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt to the run
     folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it stopped.
+    Under torchrun (or --nproc N) batch_size is per process and rank 0 writes the run folder.
     """
+    from ganzoo import distributed
+
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        sys.exit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc_per_node={nproc}", "-m", "ganzoo", *without_nproc(sys.argv[1:])]))
     from ganzoo.checkpoint import load_checkpoint
     from ganzoo.config import TrainConfig, build_config
     from ganzoo.train import train as run_training
@@ -83,16 +92,33 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
             raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
     try:
         summary = run_training(config, run_dir, resume=state, progress=not quiet)
+        ranks = distributed.current()
+        distributed.teardown()
     except KeyboardInterrupt:
         saved = "the last checkpoint is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint yet"
         click.echo(f"Aborted: {saved}.", err=True)
         sys.exit(130)
+    if not ranks.is_main:
+        sys.exit(130 if summary["stopped_by"] == "interrupt" else 0)
     note = {"steps": "finished", "minutes": "time budget reached",
             "interrupt": "interrupted; continue with --resume"}[summary["stopped_by"]]
     click.echo(f"step {summary['step']}: {note}\n  checkpoint: {summary['checkpoint']}\n"
                f"  samples:    {summary['samples']}")
     if summary["stopped_by"] == "interrupt":
         sys.exit(130)
+
+
+def without_nproc(args: list[str]) -> list[str]:
+    """The command line minus ``--nproc N`` / ``--nproc=N``, for the processes torchrun starts."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
 
 
 @cli.command()
@@ -286,6 +312,19 @@ def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplic
     if report.get("metadata"):
         click.echo(f"  metadata {report['metadata']}: {report['files_without_metadata_row']} files without a "
                    f"row, {report['metadata_rows_without_image']} rows without an image")
+
+
+@data.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--shards", type=click.IntRange(min=1), required=True, help="How many shards (a multiple of the "
+              "number of ranks: each rank reads the shards k with k % world_size == rank).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Sharded store folder.")
+def shard(store, shards, out):
+    """Split a packed STORE into shards for training on many machines (row i goes to shard i % SHARDS)."""
+    from ganzoo.data.store import shard_store
+
+    path = shard_store(store, shards, out)
+    click.echo(f"sharded store: {path} ({shards} shards)")
 
 
 @data.command()

@@ -48,6 +48,9 @@ class TrainConfig(Strict):
     eval_extractor: str = Field("inception", description="feature extractor plugin for evaluations")
     device: str = "auto"
     channels_last: bool = Field(True, description="NHWC memory format (measured faster on CPU: benchmarks/)")
+    amp: bool = Field(False, description="bf16 autocast for forward passes (meant for CUDA; losses in fp32)")
+    compile: bool = Field(False, description="torch.compile the generator (the critic's gradient penalty "
+                                             "needs double backward, which compiled graphs lack)")
     options: dict[str, dict[str, Any]] = Field({}, description="per-component options, by component name")
 
 

@@ -170,7 +170,7 @@ class FeatureExtractor(nn.Module):
 
 @dataclass
 class ImageData:
-    """A dataset: uint8 images (N, S, S, 3), possibly memory-mapped, and a metadata table with N rows.
+    """A dataset: uint8 images (N, S, S, 3), possibly memory-mapped or sharded, and a metadata table with N rows.
 
     ``fingerprint`` identifies the content (used in run folders and benchmark protocols). ``measure``, where the
     dataset has one, reads features back from uint8 images (N, S, S, 3) as metadata-like columns: the ``cond``
@@ -182,6 +182,9 @@ class ImageData:
     metadata: Metadata
     fingerprint: str
     measure: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+    population: Metadata | None = None
+    """Set when the rows are one DDP rank's shards of a sharded store: the whole store's metadata table, which
+    conditions are fitted on so that every rank encodes them alike. Each rank samples its own rows."""
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 import ganzoo
+from ganzoo import distributed
 from ganzoo.bench import TrainingEvaluator
 from ganzoo.checkpoint import load_weights, save_checkpoint
 from ganzoo.conditions import encode, fit_conditions
@@ -52,10 +56,11 @@ class Model:
         return encode(self.conditions, data.rows(indices.numpy()), device)
 
     def sample_conditions(self, data: ImageData, count: int, device) -> torch.Tensor | None:
-        """Conditions of ``count`` random dataset rows: the data's own joint distribution."""
+        """Conditions of ``count`` random dataset rows (this rank's share): the data's own joint distribution."""
         if not self.conditions:
             return None
-        return self.encode_conditions(data, torch.randint(len(data.images), (count,)), device)
+        rows = distributed.rank_slice(torch.randint(len(data.images), (count * distributed.current().world_size,)))
+        return self.encode_conditions(data, rows, device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,7 +90,8 @@ def build_model(config: TrainConfig, registry: Registry, data: ImageData, device
     loss = recipe.loss.factory(component_options(config, recipe.loss.name))
     latent_optimiser = (recipe.latent_optimiser.factory(component_options(config, recipe.latent_optimiser.name))
                         if recipe.latent_optimiser else None)
-    conditions = fit_conditions(config.conditions, config.options, registry, data.metadata)
+    conditions = fit_conditions(config.conditions, config.options, registry,
+                                data.metadata if data.population is None else data.population)
     condition_dim = sum(c.dim for c in conditions.values())
     auxiliaries = [a.factory(component_options(config, a.name)) for a in recipe.auxiliaries]
     aux_outputs: dict[str, int] = {}
@@ -121,12 +127,17 @@ def ema_with_warmup(decay: float):
 
 
 class BatchSampler:
-    """Shuffled batches, reshuffled every epoch from (seed, epoch) alone, so ``position`` is the whole state."""
+    """Shuffled batches, reshuffled every epoch from (seed, epoch) alone, so ``position`` is the whole state.
 
-    def __init__(self, count: int, batch_size: int, seed: int):
+    Under DDP every rank walks the same global batches of ``batch_size`` x world size and takes its own slice
+    (``rank_slices``): the ranks never read the same row within an epoch. On a sharded store each rank holds its
+    own rows and walks them alone.
+    """
+
+    def __init__(self, count: int, batch_size: int, seed: int, rank_slices: bool = True):
         if count < batch_size:
-            raise GanzooError(f"dataset has {count} images, fewer than batch_size {batch_size}")
-        self.count, self.batch_size, self.seed = count, batch_size, seed
+            raise GanzooError(f"dataset has {count} images, fewer than the batch of {batch_size}")
+        self.count, self.batch_size, self.seed, self.rank_slices = count, batch_size, seed, rank_slices
         self.batches_per_epoch = count // batch_size
         self.position = 0
         self._epoch, self._order = -1, None
@@ -137,7 +148,57 @@ class BatchSampler:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._order = epoch, torch.randperm(self.count, generator=generator)
         self.position += 1
-        return self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        batch = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return distributed.rank_slice(batch) if self.rank_slices else batch
+
+
+class BatchLoader:
+    """Reads the sampler's upcoming batches from the store in background threads, in order.
+
+    Reads overlap each other (several page faults in flight when the store is not cached) and the training
+    step. ``position`` is the sampler position of the next batch handed out, which is what a checkpoint keeps:
+    batches read ahead but not used are read again after a resume.
+    """
+
+    def __init__(self, images, sampler: BatchSampler, lookahead: int = 4):
+        self.images, self.sampler, self.lookahead = images, sampler, lookahead
+        self.pool = ThreadPoolExecutor(max(lookahead, 1), thread_name_prefix="ganzoo-loader")
+        self.pending: deque = deque()
+        for part in getattr(images, "parts", [images]):
+            read_ahead(part)
+
+    def _gather(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.images[indices.numpy()])
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch's row indices and its images (uint8, B x S x S x 3)."""
+        while len(self.pending) <= self.lookahead:
+            indices = self.sampler.next()
+            self.pending.append((indices, self.pool.submit(self._gather, indices)))
+        indices, images = self.pending.popleft()
+        return indices, images.result()
+
+    @property
+    def position(self) -> int:
+        return self.sampler.position - len(self.pending)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_ahead(images) -> None:
+    """Ask the kernel to read a memory-mapped store into the page cache in the background, when it fits in half
+    the memory: random reads of an uncached store run at disk latency (benchmarks/bench_loader.py)."""
+    filename = getattr(images, "filename", None)
+    if filename is None or not hasattr(os, "posix_fadvise"):
+        return
+    if os.path.getsize(filename) > os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2:
+        return
+    descriptor = os.open(filename, os.O_RDONLY)
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(descriptor)
 
 
 class StopRequest:
@@ -198,7 +259,7 @@ def to_images(batch_uint8: torch.Tensor, device, memory_format) -> torch.Tensor:
     return images.contiguous(memory_format=memory_format)
 
 
-def checkpoint_state(config, model: Model, step, sampler, data) -> dict[str, Any]:
+def checkpoint_state(config, model: Model, step, loader: BatchLoader, data) -> dict[str, Any]:
     return {
         "ganzoo_version": ganzoo.__version__,
         "config": config.model_dump_json(),
@@ -210,7 +271,7 @@ def checkpoint_state(config, model: Model, step, sampler, data) -> dict[str, Any
         "ema": model.ema.state_dict(),
         "optimiser_g": model.optimiser_g.state_dict(),
         "optimiser_d": model.optimiser_d.state_dict(),
-        "sampler_position": sampler.position,
+        "sampler_position": loader.position,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -249,103 +310,121 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     """Train ``config.recipe`` into ``run_dir``, continuing from ``resume`` (a loaded checkpoint) if given.
 
     Stops after ``config.steps`` generator steps in total, after ``config.minutes``, or on Ctrl-C / SIGTERM,
-    and always leaves a checkpoint. Returns a summary (steps done, why it stopped, paths).
+    and always leaves a checkpoint. Returns a summary (steps done, why it stopped, paths). Launched by torchrun,
+    it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing the run folder.
     """
     registry = registry or get_registry()
     run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    ranks, device = distributed.setup(config.device)
     torch.manual_seed(config.seed)
-    data = open_dataset(config.data, registry, progress=progress)
+    if not ranks.is_main:
+        distributed.barrier()  # rank 0 prepares (and caches) the dataset first
+    data = open_dataset(config.data, registry, progress=progress and ranks.is_main)
+    if ranks.is_main:
+        distributed.barrier()
     model = build_model(config, registry, data, device)
-    generator, critic, loss = model.generator, model.critic, model.loss
+    loss = model.loss
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    sampler = BatchSampler(len(data.images), config.batch_size, config.seed)
+    if data.population is None:
+        sampler = BatchSampler(len(data.images), config.batch_size * ranks.world_size, config.seed)
+    else:
+        sampler = BatchSampler(len(data.images), config.batch_size, config.seed + ranks.rank, rank_slices=False)
     fixed_latent = torch.randn(SAMPLE_GRID, config.model.latent_dim,
                                generator=torch.Generator().manual_seed(config.seed)).to(device)
     fixed_condition = model.encode_conditions(data, torch.arange(SAMPLE_GRID) % len(data.images), device)
     step = restore(resume, model, sampler, data) if resume else 0
+    loader = BatchLoader(data.images, sampler)
+    generator, critic = distributed.wrap(model.generator, device), distributed.wrap(model.critic, device)
+    model.generator, model.critic = distributed.unwrap(generator), distributed.unwrap(critic)
+    if config.compile:
+        generator = torch.compile(generator)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.model_dump_json(indent=1))
-    log = RunLog(run_dir)
+    writes = ranks.is_main
+    if writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(config.model_dump_json(indent=1))
+    log = RunLog(run_dir) if writes else None
     evaluate = None
-    if config.eval_every:
+    if config.eval_every and writes:
         with torch.random.fork_rng():  # building an extractor may draw random numbers: keep training's own
             evaluate = TrainingEvaluator(config, data, registry, device, run_dir, progress)
     uses_latent_step = {phase: model.latent_optimiser is not None and phase in model.latent_optimiser.applies_to
                         for phase in ("critic", "generator")}
 
     def latents(condition, phase):
-        z = torch.randn(config.batch_size, config.model.latent_dim, device=device)
+        z = distributed.per_sample_randn(config.batch_size, config.model.latent_dim, device=device)
         if uses_latent_step[phase]:
-            z = model.latent_optimiser.optimise(z, condition, generator, critic)
+            z = model.latent_optimiser.optimise(z, condition, model.generator, model.critic)
         return z
 
     def save():
-        save_checkpoint(checkpoint_state(config, model, step, sampler, data),
-                        run_dir / "checkpoint.pt")
+        if writes:
+            save_checkpoint(checkpoint_state(config, model, step, loader, data), run_dir / "checkpoint.pt")
 
     started = time.perf_counter()
     deadline = started + config.minutes * 60 if config.minutes else math.inf
     target = config.steps or math.inf
-    bar = tqdm(total=config.steps, initial=step, desc=config.recipe, unit="step", disable=not progress,
+    bar = tqdm(total=config.steps, initial=step, desc=config.recipe, unit="step", disable=not (progress and writes),
                dynamic_ncols=True)
     interval_start, interval_steps = time.perf_counter(), 0
     stopped_by = "steps"
     with StopRequest() as stop:
         while step < target:
-            if time.perf_counter() > deadline:
-                stopped_by = "minutes"
-                break
-            if stop.requested:
-                stopped_by = "interrupt"
+            out_of_time, interrupted = distributed.any_rank([time.perf_counter() > deadline, stop.requested], device)
+            if out_of_time or interrupted:
+                stopped_by = "minutes" if out_of_time else "interrupt"
                 break
             # critic phase: n_critic updates on real batches and fakes from the current generator
-            generator.train()
-            critic.requires_grad_(True)
+            model.generator.train()
+            model.critic.requires_grad_(True)
             for _ in range(loss.n_critic):
-                indices = sampler.next()
-                real = to_images(torch.from_numpy(data.images[indices.numpy()]), device, memory_format)
+                indices, batch = loader.next()
+                real = to_images(batch, device, memory_format)
                 condition = model.encode_conditions(data, indices, device)
                 z = latents(condition, "critic")
-                with torch.no_grad():
-                    fake = generator(z, condition)
-                real_out, fake_out = critic(real, condition), critic(fake, condition)
-                critic_terms = loss.critic_terms(critic, real, fake, condition, real_out, fake_out)
-                for auxiliary in model.auxiliaries:
-                    critic_terms.update(auxiliary.critic_terms(real_out, condition))
+                with torch.no_grad(), autocast:
+                    fake = generator(z, condition).float()
+                with autocast:
+                    real_out, fake_out = critic(real, condition), critic(fake, condition)
+                    critic_terms = loss.critic_terms(critic, real, fake, condition, real_out, fake_out)
+                    for auxiliary in model.auxiliaries:
+                        critic_terms.update(auxiliary.critic_terms(real_out, condition))
                 model.optimiser_d.zero_grad(set_to_none=True)
-                sum(critic_terms.values()).backward()
+                sum(critic_terms.values()).float().backward()
                 model.optimiser_d.step()
 
-            # generator phase: conditions drawn from the data's own rows, the critic frozen
-            critic.requires_grad_(False)
+            # generator phase: conditions drawn from the data's own rows, the critic frozen (and not synchronised)
+            model.critic.requires_grad_(False)
             condition = model.sample_conditions(data, config.batch_size, device)
-            fake_out = critic(generator(latents(condition, "generator"), condition), condition)
-            generator_terms = loss.generator_terms(fake_out)
-            for auxiliary in model.auxiliaries:
-                generator_terms.update(auxiliary.generator_terms(fake_out, condition))
+            z = latents(condition, "generator")
+            with autocast:
+                fake_out = model.critic(generator(z, condition), condition)
+                generator_terms = loss.generator_terms(fake_out)
+                for auxiliary in model.auxiliaries:
+                    generator_terms.update(auxiliary.generator_terms(fake_out, condition))
             model.optimiser_g.zero_grad(set_to_none=True)
-            sum(generator_terms.values()).backward()
+            sum(generator_terms.values()).float().backward()
             model.optimiser_g.step()
-            model.ema.update_parameters(generator)
+            model.ema.update_parameters(model.generator)
             step += 1
             interval_steps += 1
             bar.update(1)
 
-            # bookkeeping: metrics, sample grids, checkpoints
-            if step % config.log_every == 0:
+            # bookkeeping on rank 0 (its own shard's terms): metrics, sample grids, checkpoints
+            if writes and step % config.log_every == 0:
                 elapsed = time.perf_counter() - interval_start
                 values = {f"critic/{k}": v.item() for k, v in critic_terms.items()}
                 values |= {f"generator/{k}": v.item() for k, v in generator_terms.items()}
-                values["critic_images_per_s"] = interval_steps * loss.n_critic * config.batch_size / elapsed
+                values["critic_images_per_s"] = (interval_steps * loss.n_critic * config.batch_size
+                                                 * ranks.world_size / elapsed)
                 values["elapsed_s"] = time.perf_counter() - started
                 log.scalars(step, values)
                 bar.set_postfix(D=f"{sum(v for k, v in values.items() if k.startswith('critic/')):.3f}",
                                 G=f"{sum(v for k, v in values.items() if k.startswith('generator/')):.3f}",
                                 img_s=f"{values['critic_images_per_s']:.0f}")
                 interval_start, interval_steps = time.perf_counter(), 0
-            if step % config.sample_every == 0:
+            if writes and step % config.sample_every == 0:
                 write_samples(model, run_dir, step, fixed_latent, fixed_condition, log)
             if evaluate and step % config.eval_every == 0:
                 with torch.random.fork_rng():
@@ -353,8 +432,11 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
             if step % config.checkpoint_every == 0:
                 save()
     bar.close()
-    write_samples(model, run_dir, step, fixed_latent, fixed_condition, log)
-    save()
-    log.close()
+    loader.close()
+    if writes:
+        write_samples(model, run_dir, step, fixed_latent, fixed_condition, log)
+        save()
+        log.close()
+    distributed.barrier()
     return {"run_dir": str(run_dir), "step": step, "stopped_by": stopped_by,
             "checkpoint": str(run_dir / "checkpoint.pt"), "samples": str(run_dir / "samples.png")}

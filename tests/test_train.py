@@ -8,7 +8,7 @@ from ganzoo.errors import GanzooError
 from ganzoo.plugins import get_registry
 from ganzoo.train import BatchSampler, train
 
-from conftest import tiny_config
+from conftest import TINY_FLAGS, run_ganzoo, tiny_config
 
 
 def assert_same_state(a, b, path="state"):
@@ -84,3 +84,16 @@ def test_options_for_components_outside_the_recipe_are_rejected(tmp_path):
     config = tiny_config(options={"logan": {"steps": 1}})
     with pytest.raises(GanzooError, match="options for logan"):
         train(config, tmp_path / "run", registry=get_registry(), progress=False)
+
+
+def test_amp_and_compile_train_and_resume_on_cpu(tmp_path):
+    run = tmp_path / "run"
+    first = run_ganzoo("train", "wgan+logan", *TINY_FLAGS, "--set", "amp=true", "--set", "compile=true",
+                       "--steps", "2", "--out", run, "--quiet")
+    assert first.returncode == 0, first.stderr
+    resumed = run_ganzoo("train", "--resume", run, "--steps", "3", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["generator"].values()
+                                      if v.is_floating_point())
+    assert not any(key.startswith(("_orig_mod", "module")) for key in state["generator"])

@@ -68,3 +68,28 @@ def test_defaults_are_the_papers():
     for optimiser in (optimiser_g, optimiser_d):
         assert optimiser.defaults["lr"] == 1e-4 and optimiser.defaults["betas"] == (0.0, 0.9)
     assert loss.allows_critic_batchnorm is False
+
+
+def test_penalty_under_bf16_autocast_keeps_the_norm_in_fp32():
+    torch.manual_seed(0)
+    linear = nn.Linear(48, 1)
+
+    class LinearLayerCritic(Critic):
+        def __init__(self):
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x, c=None):
+            return CriticOutput(score=self.linear(x.flatten(1)).squeeze(1))
+
+    critic, real, fake = LinearLayerCritic(), torch.randn(8, 3, 4, 4), torch.randn(8, 3, 4, 4)
+    torch.manual_seed(1)
+    exact = gradient_penalty(critic, real, fake, None)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert critic(real).score.dtype == torch.bfloat16  # the forward really runs in bf16
+        mixed = gradient_penalty(critic, real, fake, None)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(exact.item(), rel=2e-2)
+    expected = (linear.weight.norm().item() - 1) ** 2  # a linear critic's gradient is its weight everywhere
+    assert exact.item() == pytest.approx(expected, rel=1e-5)

@@ -1,5 +1,10 @@
 """The packed store: a folder with ``images.u8`` (raw uint8, N x S x S x 3, memory-mapped when read),
-``metadata.csv`` (one row per image, in order) and ``manifest.json`` (size, count, fingerprint, report)."""
+``metadata.csv`` (one row per image, in order) and ``manifest.json`` (size, count, fingerprint, report).
+
+A sharded store, for training on many machines, is a folder of K ordinary stores ``shard-00000`` ... and a
+``shards.json``; under DDP each rank opens only the shards ``k`` with ``k % world_size == rank``, so a machine
+needs only its own ranks' shards on disk.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ from ganzoo.errors import GanzooError
 from ganzoo.interfaces import ImageData, Metadata
 
 STORE_FORMAT = "ganzoo-store"
+SHARDED_FORMAT = "ganzoo-sharded-store"
 STORE_VERSION = 1
 IMAGES_FILE = "images.u8"
+SHARDS_FILE = "shards.json"
 
 
 def is_store(path: Path) -> bool:
-    return (path / "manifest.json").is_file()
+    return (path / "manifest.json").is_file() or (path / SHARDS_FILE).is_file()
 
 
 def read_manifest(path: Path) -> dict:
@@ -57,8 +64,10 @@ def read_metadata_csv(path: Path) -> Metadata:
 
 
 def load_store(path: str | Path) -> ImageData:
-    """Open a packed store; images are memory-mapped, not read."""
+    """Open a packed store (images memory-mapped, not read); a sharded store opens this rank's shards."""
     path = Path(path)
+    if (path / SHARDS_FILE).is_file():
+        return load_shards(path)
     manifest = read_manifest(path)
     count, size = manifest["count"], manifest["image_size"]
     try:
@@ -68,3 +77,83 @@ def load_store(path: str | Path) -> ImageData:
     metadata = read_metadata_csv(path / "metadata.csv") if (path / "metadata.csv").is_file() else {}
     return ImageData(name=manifest.get("name", path.name), images=images, metadata=metadata,
                      fingerprint=manifest["fingerprint"])
+
+
+class ShardImages:
+    """Several memory-mapped shards indexed as one uint8 (N, S, S, 3) array (integer-array indexing only)."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(part) for part in parts])
+        self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
+        self.ndim, self.dtype, self.nbytes = 4, np.dtype(np.uint8), sum(part.nbytes for part in parts)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, indices) -> np.ndarray:
+        indices = np.asarray(indices)
+        out = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        part_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        for part in np.unique(part_of):
+            chosen = part_of == part
+            out[chosen] = self.parts[part][indices[chosen] - self.offsets[part]]
+        return out
+
+
+def load_shards(path: Path) -> ImageData:
+    from ganzoo import distributed
+
+    try:
+        index = json.loads((path / SHARDS_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise GanzooError(f"{path} is not a readable sharded store: {error}") from None
+    if index.get("format") != SHARDED_FORMAT:
+        raise GanzooError(f"{path} is not a ganzoo sharded store (format {index.get('format')!r})")
+    ranks = distributed.current()
+    if len(index["shards"]) < ranks.world_size:
+        raise GanzooError(f"{path} has {len(index['shards'])} shards, fewer than the {ranks.world_size} ranks")
+    shards = [load_store(path / name) for name in index["shards"][ranks.rank::ranks.world_size]]
+    images = shards[0].images if len(shards) == 1 else ShardImages([shard.images for shard in shards])
+    population = (concatenate_tables([read_metadata_csv(path / name / "metadata.csv") for name in index["shards"]])
+                  if ranks.distributed else None)
+    return ImageData(name=index["name"], images=images, metadata=concatenate_tables([s.metadata for s in shards]),
+                     fingerprint=index["fingerprint"], population=population)
+
+
+def concatenate_tables(tables: list[Metadata]) -> Metadata:
+    return {column: np.concatenate([table[column] for table in tables]) for column in tables[0]}
+
+
+def shard_store(source: str | Path, shards: int, out: str | Path) -> Path:
+    """Split a store into ``shards`` stores, row i going to shard i % shards (each a uniform sample)."""
+    source, out = Path(source), Path(out)
+    if shards < 1:
+        raise GanzooError("--shards must be at least 1")
+    manifest = read_manifest(source)
+    data = load_store(source)
+    if shards > len(data.images):
+        raise GanzooError(f"{source} holds {len(data.images)} images, fewer than {shards} shards")
+    if out.exists():
+        raise GanzooError(f"{out} already exists; choose another --out")
+    staging = out.with_name(out.name + ".partial")
+    names = []
+    for k in range(shards):
+        rows = np.arange(k, len(data.images), shards)
+        name = f"shard-{k:05d}"
+        (staging / name).mkdir(parents=True, exist_ok=True)
+        with open(staging / name / IMAGES_FILE, "wb") as sink:
+            for start in range(0, len(rows), 4096):
+                sink.write(np.ascontiguousarray(data.images[rows[start:start + 4096]]).tobytes())
+        write_metadata_csv(staging / name / "metadata.csv", data.rows(rows), len(rows))
+        shard_manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": f"{manifest['name']}-{name}",
+                          "image_size": manifest["image_size"], "count": len(rows),
+                          "fingerprint": f"{manifest['fingerprint']}-{k}-of-{shards}"}
+        (staging / name / "manifest.json").write_text(json.dumps(shard_manifest, indent=1))
+        names.append(name)
+    index = {"format": SHARDED_FORMAT, "version": STORE_VERSION, "name": manifest.get("name", source.name),
+             "image_size": manifest["image_size"], "count": len(data.images), "shards": names,
+             "fingerprint": f"{manifest['fingerprint']}-{shards}-shards"}
+    (staging / SHARDS_FILE).write_text(json.dumps(index, indent=1))
+    staging.rename(out)
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import AdversarialLoss, Critic, CriticOutput, Terms, hookimpl, parse_options
+from ganzoo import AdversarialLoss, Critic, CriticOutput, Terms, hookimpl, parse_options, per_sample_rand
 
 
 class WGANGPOptions(BaseModel):
@@ -25,7 +25,7 @@ class WGANGPOptions(BaseModel):
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
                      condition: torch.Tensor | None) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1] per sample."""
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    eps = per_sample_rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     score = critic(x_hat, condition).score
     (gradient,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
