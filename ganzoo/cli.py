@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import socket
 import subprocess
 import sys
 import time
@@ -180,6 +182,37 @@ class DefaultCommandGroup(GanzooGroup):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback exposes the page to the network.")
+@click.option("--tracks", type=click.Path(exists=True, dir_okay=False),
+              help="A features CSV (track_id or uri column) for looking tracks up by id.")
+@click.option("--device", default="auto", show_default=True)
+def studio(checkpoint, port, host, tracks, device):
+    """Serve a page with one slider per condition of CHECKPOINT and a grid of covers that follows them."""
+    from werkzeug.serving import make_server
+
+    from ganzoo.sampling import load_sampler
+    from ganzoo.studio import Studio, create_app
+    from ganzoo.train import resolve_device
+
+    app = create_app(Studio(load_sampler(checkpoint, resolve_device(device)), tracks))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    try:
+        listener = socket.create_server((host, port))
+    except OSError as error:
+        raise GanzooError(f"cannot listen on {host}:{port}: {error.strerror}; choose another --port") from None
+    bound_port = listener.getsockname()[1]
+    server = make_server(host, bound_port, app, threaded=True, fd=listener.fileno())
+    click.echo(f"ganzoo studio: http://{host}:{bound_port}/  (Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
 
 
 @cli.group(cls=DefaultCommandGroup)

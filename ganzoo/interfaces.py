@@ -142,6 +142,10 @@ class Condition(ABC):
     def describe(self) -> str:
         """One line saying what this condition encodes."""
 
+    def unit(self, column: str) -> str:
+        """The unit values of ``column`` are in, for display ("BPM", "dB"); empty when unitless."""
+        return ""
+
     def parse(self, column: str, text: str):
         """A value asked for on the command line for one of ``columns``; raises GanzooError naming the valid
         values or range when ``text`` is not one."""

@@ -80,6 +80,9 @@ class AudioFeatures(Condition):
     def describe(self) -> str:
         return f"{self.dim} audio features, standardised: {', '.join(self.columns)}"
 
+    def unit(self, column: str) -> str:
+        return AUDIO_FEATURES[column][2].strip()
+
     def parse(self, column: str, text: str) -> float:
         low, high, unit = AUDIO_FEATURES[column]
         try:

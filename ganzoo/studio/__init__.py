@@ -1,0 +1,209 @@
+"""ganzoo studio: a local page that turns slider positions (one per condition) into a grid of covers.
+
+The server is Flask (a small, synchronous server: generation is synchronous torch work anyway). One lock
+serialises generation, every request is bounded (grid size, upscale factor, seed, body size), and bad input is
+a 400 with a JSON ``error`` message. Covers for a seed use fixed noise, so moving one slider shows that
+feature's effect alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+import threading
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from flask import Flask, Response, jsonify, request
+from PIL import Image
+from werkzeug.exceptions import HTTPException
+
+from ganzoo.conditions import condition_for, sweep_values
+from ganzoo.errors import GanzooError
+from ganzoo.sampling import Sampler
+
+MAX_GRID = 16
+MAX_SCALE = 16
+MAX_SEED = 2 ** 31 - 1
+RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+              "nearest": Image.Resampling.NEAREST}
+TRACK_ID_COLUMNS = ("track_id", "id", "track_uri", "uri")
+TRACK_ID = re.compile(r"(?:^|[:/])([0-9A-Za-z]{22})(?:$|[?&#])")
+RESERVED = {"seed", "n", "index", "scale", "filter"}
+
+
+class BadRequest(GanzooError):
+    """A request the studio refuses; its message goes back to the page."""
+
+
+def bounded_int(args, name: str, default: int, low: int, high: int) -> int:
+    text = args.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {text!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be from {low} to {high}, not {value}")
+    return value
+
+
+class Studio:
+    """The checkpoint's controls, request parsing and generation, independent of HTTP."""
+
+    def __init__(self, sampler: Sampler, tracks: str | Path | None = None):
+        self.sampler = sampler
+        self.lock = threading.Lock()
+        self.controls = self._controls()
+        self.tracks_header, self.tracks = read_tracks(tracks) if tracks else ([], {})
+
+    def _controls(self) -> list[dict]:
+        controls = []
+        for condition in self.sampler.conditions.values():
+            for column in condition.columns:
+                values = self.sampler.data.metadata[column]
+                if condition.kind == "categorical":
+                    choices = sweep_values(self.sampler.data.metadata, condition, column, 2)
+                    controls.append({"name": column, "kind": "categorical", "choices": choices,
+                                     "value": choices[0] if choices else ""})
+                    continue
+                low, high = sweep_values(self.sampler.data.metadata, condition, column, 2)
+                controls.append({"name": column, "kind": "continuous", "unit": condition.unit(column),
+                                 "min": round(float(low), 4), "max": round(float(high), 4),
+                                 "step": round(float(high - low) / 200, 6) or 0.01,
+                                 "value": round(float(np.nanmedian(values.astype(np.float64))), 4)})
+        return controls
+
+    def info(self) -> dict:
+        return {"conditional": bool(self.sampler.conditions), "image_size": self.sampler.image_size,
+                "step": self.sampler.step, "controls": self.controls, "max_grid": MAX_GRID,
+                "tracks": len(self.tracks), "resampling": sorted(RESAMPLING)}
+
+    def parse_request(self, args) -> tuple[dict, int, int]:
+        """(condition request, seed, grid size) from query arguments; unknown names and bad values raise."""
+        seed = bounded_int(args, "seed", 0, 0, MAX_SEED)
+        count = bounded_int(args, "n", 9, 1, MAX_GRID)
+        wanted = {}
+        for name, text in args.items():
+            if name in RESERVED:
+                continue
+            if not self.sampler.conditions:
+                raise BadRequest(f"this checkpoint is unconditional; it takes no {name!r}")
+            wanted[name] = condition_for(self.sampler.conditions, name).parse(name, text)
+        return wanted, seed, count
+
+    def covers(self, wanted: dict, seed: int, count: int) -> np.ndarray:
+        """uint8 covers (count, S, S, 3) for the request, from the fixed noise of ``seed``."""
+        with self.lock:
+            images, _ = self.sampler.covers(count, seed, wanted)
+        return images.permute(0, 2, 3, 1).numpy()
+
+    def track_features(self, text: str) -> dict:
+        """Slider values from a pasted track id/URI/URL (looked up in --tracks) or a CSV row of features."""
+        text = text.strip()
+        if not text:
+            raise BadRequest("paste a track id, a spotify:track: URI, or a CSV row of features")
+        match = TRACK_ID.search(text) if "\n" not in text and "," not in text else None
+        if match:
+            if not self.tracks:
+                raise BadRequest("no features file was given (start the studio with --tracks FILE.csv)")
+            row = self.tracks.get(match.group(1))
+            if row is None:
+                raise BadRequest(f"track {match.group(1)} is not in the features file")
+        else:
+            lines = [line for line in text.splitlines() if line.strip()]
+            if len(lines) == 1 and not self.tracks_header:
+                raise BadRequest("paste the CSV header line too (or start the studio with --tracks FILE.csv)")
+            header = next(csv.reader([lines[0]])) if len(lines) > 1 else self.tracks_header
+            row = dict(zip((h.strip().lower() for h in header), next(csv.reader([lines[-1]]))))
+        known = {control["name"] for control in self.controls}
+        features = {}
+        for name in known & set(row):
+            if row[name].strip():
+                features[name] = condition_for(self.sampler.conditions, name).parse(name, row[name].strip())
+        if not features:
+            raise BadRequest(f"no features this checkpoint knows ({', '.join(sorted(known)) or 'none'})")
+        return features
+
+
+def read_tracks(path: str | Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """A features file (Kaggle-style) keyed by track id; lower-cased column names."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip().lower() for h in next(reader, [])]
+            id_column = next((c for c in TRACK_ID_COLUMNS if c in header), None)
+            if id_column is None:
+                raise GanzooError(f"{path} has no track id column ({', '.join(TRACK_ID_COLUMNS)})")
+            tracks = {}
+            for values in reader:
+                row = dict(zip(header, values))
+                match = TRACK_ID.search(row.get(id_column, ""))
+                if match:
+                    tracks[match.group(1)] = row
+    except OSError as error:
+        raise GanzooError(f"cannot read {path}: {error.strerror}") from None
+    return header, tracks
+
+
+def png(array: np.ndarray, scale: int = 1, resampling: str = "nearest") -> bytes:
+    image = Image.fromarray(array)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), RESAMPLING[resampling])
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def create_app(studio: Studio) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+
+    @app.errorhandler(GanzooError)
+    def refused(error):
+        return jsonify(error=str(error)), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        return jsonify(error=error.description), error.code
+
+    @app.get("/")
+    def page():
+        return Response(resources.files("ganzoo.studio").joinpath("index.html").read_text(), mimetype="text/html")
+
+    @app.get("/api/info")
+    def info():
+        return jsonify(studio.info())
+
+    @app.get("/api/covers")
+    def covers():
+        wanted, seed, count = studio.parse_request(request.args)
+        images = studio.covers(wanted, seed, count)
+        urls = ["data:image/png;base64," + base64.b64encode(png(image)).decode() for image in images]
+        return jsonify(covers=urls, seed=seed, request=wanted)
+
+    @app.get("/api/cover.png")
+    def cover():
+        args = request.args.to_dict()
+        index = bounded_int(args, "index", 0, 0, MAX_GRID - 1)
+        scale = bounded_int(args, "scale", 8, 1, MAX_SCALE)
+        resampling = args.get("filter", "lanczos")
+        if resampling not in RESAMPLING:
+            raise BadRequest(f"filter must be one of {', '.join(sorted(RESAMPLING))}, not {resampling!r}")
+        wanted, seed, count = studio.parse_request(args)
+        if index >= count:
+            raise BadRequest(f"index {index} is outside the grid of {count}")
+        data = png(studio.covers(wanted, seed, count)[index], scale, resampling)
+        name = f"ganzoo-cover-seed{seed}-{index}-{scale}x-{resampling}.png"
+        return Response(data, mimetype="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.post("/api/track")
+    def track():
+        payload = request.get_json(silent=True) or {}
+        return jsonify(features=studio.track_features(str(payload.get("text", ""))))
+
+    return app
