@@ -86,7 +86,7 @@ class ShardImages:
         self.parts = parts
         self.offsets = np.cumsum([0] + [len(part) for part in parts])
         self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
-        self.ndim, self.dtype, self.nbytes = 4, np.dtype(np.uint8), sum(part.nbytes for part in parts)
+        self.ndim, self.dtype = 4, np.dtype(np.uint8)
 
     def __len__(self) -> int:
         return self.shape[0]
