@@ -208,6 +208,9 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
         if sampler is None:
             raise GanzooError("the cond metric needs a checkpoint: it generates covers for requested features")
         if sampler.conditions:
+            if sampler.data is None:
+                raise GanzooError("the cond metric asks for the conditions of training rows, and this "
+                                  "checkpoint's training data is not available")
             requests, protocol["cond_requests"] = sampler.data, "rows of the training data"
         else:
             requests = open_reference(ref, size, real, seed, registry).data

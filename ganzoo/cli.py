@@ -374,6 +374,8 @@ def inspect(store):
     click.echo(f"{data.name}: {len(data.images)} images of {manifest['image_size']} px, "
                f"fingerprint {data.fingerprint}")
     click.echo(f"  source: {manifest.get('source', '?')}")
+    if "shards" in manifest:
+        click.echo(f"  {len(manifest['shards'])} shards of {manifest['count']} images in all")
     report = manifest.get("report", {})
     if report.get("dropped"):
         click.echo(f"  dropped when prepared: {format_counts(report['dropped'])}")

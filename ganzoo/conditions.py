@@ -22,12 +22,43 @@ SWEEP_PERCENTILES = (1, 99)
 def fit_conditions(names: list[str], options: Mapping[str, dict], registry: Registry, metadata: Metadata,
                    ) -> dict[str, Condition]:
     """Build the named condition plugins and fit each to the training table, in config order."""
-    conditions = {}
-    for name in names:
-        condition = registry.get("condition", name).factory(dict(options.get(name, {})))
+    conditions = {name: registry.get("condition", name).factory(dict(options.get(name, {}))) for name in names}
+    for condition in conditions.values():
         condition.fit(metadata)
-        conditions[name] = condition
     return conditions
+
+
+def condition_record(conditions: Mapping[str, Condition], metadata: Metadata) -> dict[str, Any]:
+    """What a checkpoint keeps so that sampling needs no training data: each condition's fitted state (None
+    if one cannot keep it) and each column's summary (``column_summary``)."""
+    states = {name: condition.state() for name, condition in conditions.items()}
+    return {"states": states if all(s is not None for s in states.values()) else None,
+            "columns": column_summary(conditions, metadata)}
+
+
+def restore_conditions(names: list[str], options: Mapping[str, dict], registry: Registry,
+                       states: Mapping[str, dict]) -> dict[str, Condition]:
+    """The named conditions with the fitted state a checkpoint kept, in config order."""
+    conditions = {name: registry.get("condition", name).factory(dict(options.get(name, {}))) for name in names}
+    for name, condition in conditions.items():
+        condition.load_state(states[name])
+    return conditions
+
+
+def column_summary(conditions: Mapping[str, Condition], metadata: Metadata) -> dict[str, dict]:
+    """Per condition column: the 1st and 99th percentiles and the median of a continuous one, every category
+    of a categorical one. Sweeps and the studio's sliders run over these."""
+    summary = {}
+    for condition in conditions.values():
+        for column in condition.columns:
+            values = metadata[column]
+            if condition.kind == "categorical":
+                summary[column] = {"choices": sorted({v for v in values if isinstance(v, str) and v})}
+            else:
+                numbers = values.astype(np.float64)
+                low, high = np.nanpercentile(numbers, SWEEP_PERCENTILES)
+                summary[column] = {"low": float(low), "high": float(high), "median": float(np.nanmedian(numbers))}
+    return summary
 
 
 def encode(conditions: Mapping[str, Condition], rows: Metadata, device) -> torch.Tensor | None:
@@ -105,11 +136,21 @@ def requested_rows(metadata: Metadata, request: Mapping[str, Any], count: int, s
     return rows
 
 
-def sweep_values(metadata: Metadata, condition: Condition, column: str, steps: int) -> list:
-    """The values a ``--sweep`` of ``column`` steps through: evenly from the 1st to the 99th percentile of the
-    training data for a continuous column, every known category for a categorical one."""
-    values = metadata[column]
+def sweep_values(summary: Mapping[str, dict], condition: Condition, column: str, steps: int) -> list:
+    """The values a ``--sweep`` of ``column`` steps through (``summary`` from ``column_summary``): evenly from
+    the 1st to the 99th percentile of the training data for a continuous column, every category for a
+    categorical one."""
     if condition.kind == "categorical":
-        return sorted({v for v in values if isinstance(v, str) and v})
-    low, high = np.nanpercentile(values.astype(np.float64), SWEEP_PERCENTILES)
-    return list(np.linspace(low, high, steps))
+        return list(summary[column]["choices"])
+    return list(np.linspace(summary[column]["low"], summary[column]["high"], steps))
+
+
+def given_rows(conditions: Mapping[str, Condition], request: Mapping[str, Any], count: int) -> Metadata:
+    """``count`` condition rows made of the request alone, for when the training data is not at hand: every
+    conditioned column must be given."""
+    missing = [column for condition in conditions.values() for column in condition.columns if column not in request]
+    if missing:
+        raise GanzooError("this checkpoint's training data is not available, so every conditioned feature must "
+                          f"be given (missing: {', '.join(missing)})")
+    return {column: np.array([value] * count, dtype=object if isinstance(value, str) else np.float64)
+            for column, value in request.items()}

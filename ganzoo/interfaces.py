@@ -142,6 +142,15 @@ class Condition(ABC):
     def describe(self) -> str:
         """One line saying what this condition encodes."""
 
+    def state(self) -> dict | None:
+        """What ``fit`` learnt, as plain data (numbers, strings, lists), kept in checkpoints so that sampling
+        needs no training data; None (the default) when the condition cannot be restored that way."""
+        return None
+
+    def load_state(self, state: dict) -> None:
+        """Restore what ``state`` returned, in place of ``fit``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no state")
+
     def unit(self, column: str) -> str:
         """The unit values of ``column`` are in, for display ("BPM", "dB"); empty when unitless."""
         return ""
@@ -198,6 +207,11 @@ class ImageData:
             if len(values) != len(self.images):
                 raise ValueError(f"dataset {self.name!r}: metadata column {column!r} has {len(values)} rows "
                                  f"for {len(self.images)} images")
+
+    @property
+    def fit_metadata(self) -> Metadata:
+        """The table conditions are fitted on: the whole store's, also when the rows are one rank's shards."""
+        return self.metadata if self.population is None else self.population
 
     def rows(self, indices) -> Metadata:
         """The metadata of the given image indices."""

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ganzoo.checkpoint import load_checkpoint, load_weights
-from ganzoo.conditions import (UNCONDITIONAL, condition_for, encode, fit_conditions, requested_rows,
-                               sweep_values)
+from ganzoo.conditions import (UNCONDITIONAL, column_summary, condition_for, encode, fit_conditions, given_rows,
+                               requested_rows, restore_conditions, sweep_values)
 from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import ArchitectureSpec, Condition, Critic, Generator, ImageData, Metadata
@@ -44,7 +44,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Sampler:
-    """Draws uint8 covers from a checkpoint; conditional models take conditions from training-data rows."""
+    """Draws uint8 covers from a checkpoint. Conditional models take unrequested features from training-data
+    rows when the data is at hand (``data``); without it, every conditioned feature must be requested."""
 
     generator: Generator
     config: TrainConfig
@@ -52,6 +53,8 @@ class Sampler:
     data: ImageData | None
     device: torch.device
     step: int = 0
+    summary: dict[str, dict] | None = None
+    """Per condition column, the training data's range and median or categories (``column_summary``)."""
 
     @property
     def image_size(self) -> int:
@@ -70,7 +73,7 @@ class Sampler:
         """Yield uint8 image batches (B, 3, S, S); ``rows`` gives the conditions (random rows by default),
         ``latents`` the noise (drawn from ``seed`` by default)."""
         if self.conditions and rows is None:
-            rows = self.data.random_rows(count, seed + 1)
+            rows = self.data.random_rows(count, seed + 1) if self.data else given_rows(self.conditions, {}, count)
         z = self.latents(count, seed) if latents is None else latents
         for start in range(0, count, batch_size):
             batch_rows = {k: v[start:start + batch_size] for k, v in rows.items()} if self.conditions else None
@@ -83,8 +86,13 @@ class Sampler:
         request = request or {}
         if request and not self.conditions:
             raise GanzooError(UNCONDITIONAL)
-        rows = requested_rows(self.data.metadata, request, count, seed + 1) if self.conditions else None
+        rows = self.rows_for(request, count, seed) if self.conditions else None
         return torch.cat(list(self.generate(count, seed, rows))), rows
+
+    def rows_for(self, request: dict[str, Any], count: int, seed: int) -> Metadata:
+        if self.data is None:
+            return given_rows(self.conditions, request, count)
+        return requested_rows(self.data.metadata, request, count, seed + 1)
 
     def sweep(self, column: str, steps: int, count: int, seed: int, request: dict[str, Any] | None = None,
               ) -> tuple[torch.Tensor, Metadata, int]:
@@ -93,9 +101,11 @@ class Sampler:
         row-major order, their condition rows and the number of columns."""
         request = dict(request or {})
         condition = condition_for(self.conditions, column)
-        values = sweep_values(self.data.metadata, condition, column, steps)
+        values = sweep_values(self.summary, condition, column, steps)
         request.pop(column, None)
-        base = requested_rows(self.data.metadata, request, count, seed + 1)
+        if self.data is None:
+            request[column] = values[0]  # a placeholder: the sweep sets this column below
+        base = self.rows_for(request, count, seed)
         rows = {name: np.repeat(values_, len(values)) for name, values_ in base.items()}
         rows[column] = np.tile(np.asarray(values, dtype=rows[column].dtype), count)
         latents = self.latents(count, seed).repeat_interleave(len(values), dim=0)
@@ -103,14 +113,26 @@ class Sampler:
 
 
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:
-    """A Sampler for a checkpoint; for conditional models the training data is opened to fit the conditions."""
+    """A Sampler for a checkpoint. For a conditional model the training data is opened when it is at hand; the
+    conditions come from the checkpoint's record, or are fitted to that data for checkpoints without one."""
     from ganzoo.data import open_dataset
 
     registry = registry or get_registry()
     generator, state = load_generator(path, device, registry)
     config = TrainConfig.model_validate_json(state["config"])
-    conditions, data = {}, None
-    if config.conditions:
+    if not config.conditions:
+        return Sampler(generator, config, {}, None, device, state["step"])
+    record = state.get("conditions") or {}
+    try:
         data = open_dataset(config.data, registry, progress=False)
+    except GanzooError:
+        if record.get("states") is None:
+            raise
+        data = None
+    if record.get("states") is not None:
+        conditions = restore_conditions(config.conditions, config.options, registry, record["states"])
+        summary = record["columns"]
+    else:
         conditions = fit_conditions(config.conditions, config.options, registry, data.metadata)
-    return Sampler(generator, config, conditions, data, device, state["step"])
+        summary = column_summary(conditions, data.metadata)
+    return Sampler(generator, config, conditions, data, device, state["step"], summary)

@@ -25,7 +25,7 @@ import ganzoo
 from ganzoo import distributed
 from ganzoo.bench import TrainingEvaluator
 from ganzoo.checkpoint import load_weights, save_checkpoint
-from ganzoo.conditions import encode, fit_conditions
+from ganzoo.conditions import condition_record, encode, fit_conditions
 from ganzoo.config import TrainConfig
 from ganzoo.data import open_dataset
 from ganzoo.errors import GanzooError
@@ -90,8 +90,7 @@ def build_model(config: TrainConfig, registry: Registry, data: ImageData, device
     loss = recipe.loss.factory(component_options(config, recipe.loss.name))
     latent_optimiser = (recipe.latent_optimiser.factory(component_options(config, recipe.latent_optimiser.name))
                         if recipe.latent_optimiser else None)
-    conditions = fit_conditions(config.conditions, config.options, registry,
-                                data.metadata if data.population is None else data.population)
+    conditions = fit_conditions(config.conditions, config.options, registry, data.fit_metadata)
     condition_dim = sum(c.dim for c in conditions.values())
     auxiliaries = [a.factory(component_options(config, a.name)) for a in recipe.auxiliaries]
     aux_outputs: dict[str, int] = {}
@@ -259,7 +258,8 @@ def to_images(batch_uint8: torch.Tensor, device, memory_format) -> torch.Tensor:
     return images.contiguous(memory_format=memory_format)
 
 
-def checkpoint_state(config, model: Model, step, loader: BatchLoader, data) -> dict[str, Any]:
+def checkpoint_state(config, model: Model, step, loader: BatchLoader, data, conditions: dict | None,
+                     ) -> dict[str, Any]:
     return {
         "ganzoo_version": ganzoo.__version__,
         "config": config.model_dump_json(),
@@ -272,6 +272,7 @@ def checkpoint_state(config, model: Model, step, loader: BatchLoader, data) -> d
         "optimiser_g": model.optimiser_g.state_dict(),
         "optimiser_d": model.optimiser_d.state_dict(),
         "sampler_position": loader.position,
+        "conditions": conditions,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -334,6 +335,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     fixed_condition = model.encode_conditions(data, torch.arange(SAMPLE_GRID) % len(data.images), device)
     step = restore(resume, model, sampler, data) if resume else 0
     loader = BatchLoader(data.images, sampler)
+    condition_state = condition_record(model.conditions, data.fit_metadata) if model.conditions else None
     generator, critic = distributed.wrap(model.generator, device), distributed.wrap(model.critic, device)
     model.generator, model.critic = distributed.unwrap(generator), distributed.unwrap(critic)
     if config.compile:
@@ -360,7 +362,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
 
     def save():
         if writes:
-            save_checkpoint(checkpoint_state(config, model, step, loader, data), run_dir / "checkpoint.pt")
+            save_checkpoint(checkpoint_state(config, model, step, loader, data, condition_state),
+                            run_dir / "checkpoint.pt")
 
     started = time.perf_counter()
     deadline = started + config.minutes * 60 if config.minutes else math.inf

@@ -4,6 +4,7 @@ requests and sweeps, and `ganzoo generate` on conditional and unconditional chec
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -13,12 +14,14 @@ from PIL import Image
 
 from ganzoo import ArchitectureSpec, CriticOutput
 from ganzoo.bench import condition_fidelity
-from ganzoo.conditions import fit_conditions, parse_request, requested_rows, sweep_values
+from ganzoo.conditions import (column_summary, fit_conditions, parse_request, requested_rows, restore_conditions,
+                               sweep_values)
 from ganzoo.config import build_config
 from ganzoo.data.prepare import prepare
 from ganzoo.errors import GanzooError
 from ganzoo.plugins import get_registry
 from ganzoo.sampling import load_sampler
+from ganzoo.studio import Studio
 from ganzoo.train import train
 from ganzoo_acgan import ACGAN
 from ganzoo_conditions import AudioFeatures, Genre
@@ -166,10 +169,23 @@ def test_parse_request_and_sweep_values():
         parse_request(conditions, "energy")
     with pytest.raises(GanzooError, match="unconditional"):
         parse_request({}, "energy=0.3")
-    tempo = sweep_values(table(), conditions["audio-features"], "tempo", 5)
+    summary = column_summary(conditions, table())
+    tempo = sweep_values(summary, conditions["audio-features"], "tempo", 5)
     assert tempo[0] == pytest.approx(np.percentile(table()["tempo"], 1))
     assert tempo[-1] == pytest.approx(np.percentile(table()["tempo"], 99)) and len(tempo) == 5
-    assert sweep_values(table(), conditions["genre"], "genre", 5) == ["jazz", "pop", "rock"]
+    assert summary["tempo"]["median"] == pytest.approx(np.median(table()["tempo"]))
+    assert sweep_values(summary, conditions["genre"], "genre", 5) == ["jazz", "pop", "rock"]
+
+
+def test_fitted_conditions_restore_from_their_state_alone():
+    options = {"audio-features": {"features": ["energy", "tempo"]}}
+    fitted = fit_conditions(["audio-features", "genre"], options, get_registry(), table())
+    states = {name: condition.state() for name, condition in fitted.items()}
+    restored = restore_conditions(["audio-features", "genre"], options, get_registry(), states)
+    rows = table()
+    for name in fitted:
+        assert torch.equal(fitted[name].encode(rows), restored[name].encode(rows))
+    assert restored["genre"].dim == fitted["genre"].dim == 3
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +281,30 @@ def test_acgan_covers_learn_to_follow_valence(tmp_path):
     sampler = load_sampler(tmp_path / "run", torch.device("cpu"))
     cond = condition_fidelity(sampler, 256, 0, sampler.data)
     assert cond["valence"]["spearman"] > 0.5, cond  # chance: about 0 +- 0.06 for 256 covers
+
+
+def test_conditional_checkpoint_samples_without_its_training_data(labelled_store, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(labelled_store, store)
+    run = tmp_path / "run"
+    trained = run_ganzoo("train", "acgan+wgan", *TINY_FLAGS, "--set", f"data.name={store}",
+                         "--set", 'conditions=["audio-features", "genre"]',
+                         "--set", 'options.audio-features.features=["energy", "valence"]',
+                         "--set", "options.genre.column=playlist_name", "--steps", "1", "--out", run, "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    with_data = Studio(load_sampler(run / "checkpoint.pt", torch.device("cpu"))).info()["controls"]
+    wanted = ["--features", "energy=0.4,valence=0.7", "--genre", "jazz", "-n", "4", "--seed", "2"]
+    before = run_ganzoo("generate", run, *wanted, "--out", tmp_path / "before.png")
+    shutil.rmtree(store)
+
+    sampler = load_sampler(run / "checkpoint.pt", torch.device("cpu"))
+    assert sampler.data is None and Studio(sampler).info()["controls"] == with_data
+    after = run_ganzoo("generate", run, *wanted, "--out", tmp_path / "after.png")
+    assert before.returncode == after.returncode == 0, after.stderr
+    before_image, after_image = (np.asarray(Image.open(tmp_path / name)) for name in ("before.png", "after.png"))
+    assert np.array_equal(before_image, after_image)
+    swept = run_ganzoo("generate", run, "--sweep", "valence", "--features", "energy=0.4", "--genre", "rock",
+                       "--out", tmp_path / "sweep.png")
+    assert swept.returncode == 0, swept.stderr
+    partial = run_ganzoo("generate", run, "--features", "energy=0.4", "--out", tmp_path / "partial.png")
+    assert partial.returncode == 2 and "missing: valence, playlist_name" in partial.stderr

@@ -103,6 +103,8 @@ def test_sharded_store_gives_each_rank_its_own_rows(small_store, tmp_path, monke
 def test_torchrun_trains_conditionally_on_a_sharded_store(small_store, tmp_path):
     sharded = run_ganzoo("data", "shard", small_store, "--shards", "2", "--out", tmp_path / "sharded")
     assert sharded.returncode == 0, sharded.stderr
+    inspected = run_ganzoo("data", "inspect", tmp_path / "sharded")
+    assert inspected.returncode == 0 and "2 shards of 40 images in all" in inspected.stdout
     trained = run_ganzoo("train", "acgan+wgan", *TINY_FLAGS, "--set", f"data.name={tmp_path / 'sharded'}",
                          "--set", 'conditions=["audio-features"]',
                          "--set", 'options.audio-features.features=["valence"]', "--set", "batch_size=4",

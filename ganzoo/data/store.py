@@ -29,11 +29,13 @@ def is_store(path: Path) -> bool:
 
 
 def read_manifest(path: Path) -> dict:
+    """A store's manifest.json, or a sharded store's shards.json (name, image_size, count, fingerprint)."""
+    sharded = (path / SHARDS_FILE).is_file()
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = json.loads((path / (SHARDS_FILE if sharded else "manifest.json")).read_text())
     except (OSError, ValueError) as error:
         raise GanzooError(f"{path} is not a readable ganzoo store: {error}") from None
-    if manifest.get("format") != STORE_FORMAT:
+    if manifest.get("format") != (SHARDED_FORMAT if sharded else STORE_FORMAT):
         raise GanzooError(f"{path} is not a ganzoo store (format {manifest.get('format')!r})")
     return manifest
 
@@ -104,12 +106,7 @@ class ShardImages:
 def load_shards(path: Path) -> ImageData:
     from ganzoo import distributed
 
-    try:
-        index = json.loads((path / SHARDS_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise GanzooError(f"{path} is not a readable sharded store: {error}") from None
-    if index.get("format") != SHARDED_FORMAT:
-        raise GanzooError(f"{path} is not a ganzoo sharded store (format {index.get('format')!r})")
+    index = read_manifest(path)
     ranks = distributed.current()
     if len(index["shards"]) < ranks.world_size:
         raise GanzooError(f"{path} has {len(index['shards'])} shards, fewer than the {ranks.world_size} ranks")

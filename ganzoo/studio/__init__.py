@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from ganzoo.conditions import condition_for, sweep_values
+from ganzoo.conditions import condition_for
 from ganzoo.errors import GanzooError
 from ganzoo.sampling import Sampler
 
@@ -65,17 +65,16 @@ class Studio:
         controls = []
         for condition in self.sampler.conditions.values():
             for column in condition.columns:
-                values = self.sampler.data.metadata[column]
+                summary = self.sampler.summary[column]
                 if condition.kind == "categorical":
-                    choices = sweep_values(self.sampler.data.metadata, condition, column, 2)
+                    choices = list(summary["choices"])
                     controls.append({"name": column, "kind": "categorical", "choices": choices,
                                      "value": choices[0] if choices else ""})
                     continue
-                low, high = sweep_values(self.sampler.data.metadata, condition, column, 2)
+                low, high = summary["low"], summary["high"]
                 controls.append({"name": column, "kind": "continuous", "unit": condition.unit(column),
-                                 "min": round(float(low), 4), "max": round(float(high), 4),
-                                 "step": round(float(high - low) / 200, 6) or 0.01,
-                                 "value": round(float(np.nanmedian(values.astype(np.float64))), 4)})
+                                 "min": round(low, 4), "max": round(high, 4),
+                                 "step": round((high - low) / 200, 6) or 0.01, "value": round(summary["median"], 4)})
         return controls
 
     def info(self) -> dict:

@@ -80,6 +80,12 @@ class AudioFeatures(Condition):
     def describe(self) -> str:
         return f"{self.dim} audio features, standardised: {', '.join(self.columns)}"
 
+    def state(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def load_state(self, state: dict) -> None:
+        self.mean, self.std = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64)
+
     def unit(self, column: str) -> str:
         return AUDIO_FEATURES[column][2].strip()
 
@@ -125,6 +131,13 @@ class Genre(Condition):
 
     def describe(self) -> str:
         return f"{self.columns[0]}, one of {self.dim}: {', '.join(self.vocabulary)}"
+
+    def state(self) -> dict:
+        return {"vocabulary": list(self.vocabulary)}
+
+    def load_state(self, state: dict) -> None:
+        self.vocabulary = [str(v) for v in state["vocabulary"]]
+        self.dim = len(self.vocabulary)
 
     def parse(self, column: str, text: str) -> str:
         if text not in self.vocabulary:

@@ -159,7 +159,8 @@ def import_table(catalog: Catalog, path: str | Path) -> dict:
             values, invalid = feature_values(row, feature_columns)
             report["invalid_values"] += invalid
             write_features(catalog, tx, track_id, values, f"file:{path.name}")
-    report["image_urls_to_download"] = catalog.scalar("SELECT COUNT(*) FROM covers WHERE status != 'done' AND url IS NOT NULL")
+    report["image_urls_to_download"] = catalog.scalar(
+        "SELECT COUNT(*) FROM covers WHERE status != 'done' AND url IS NOT NULL")
     return report
 
 
