@@ -62,8 +62,6 @@ def print_report(report: dict, folder) -> None:
 
 
 collection_options = [
-    click.option("--image-size", type=click.Choice(["640", "300", "64"]), default="640", show_default=True,
-                 help="Cover width to download (the smallest offered at least this wide)."),
     click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
                  help="Covers downloaded at once."),
     click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
@@ -83,6 +81,8 @@ def with_collection_options(command):
 @click.option("--search", multiple=True, metavar="QUERY", help="A track search, e.g. 'genre:jazz year:1960-1969'.")
 @click.option("--artist", multiple=True, metavar="ID", help="An artist id, URI or URL: every album's tracks.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Collection folder.")
+@click.option("--image-size", type=click.Choice(["640", "300", "64"]), default="640", show_default=True,
+              help="Cover width to download (the smallest offered at least this wide).")
 @with_collection_options
 @click.option("--no-features", is_flag=True, help="Skip the audio-features endpoint.")
 @click.option("--api-url", envvar="GANZOO_SPOTIFY_API_URL", default=DEFAULT_API_URL, show_default=True,
@@ -139,14 +139,14 @@ def attach_features_command(table, collection):
 @click.argument("table", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Collection folder.")
 @with_collection_options
-def import_command(table, out, image_size, concurrency, timeout, quiet):
+def import_command(table, out, concurrency, timeout, quiet):
     """Import a Kaggle-style CSV without the API: track ids, names, features and an image URL or path column.
 
     Image paths are relative to TABLE's folder; image URLs are downloaded like collected covers.
     """
     catalog = Catalog(out)
     policy = RetryPolicy()
-    collector = Collector(catalog, None, policy, image_size=int(image_size), concurrency=concurrency,
+    collector = Collector(catalog, None, policy, concurrency=concurrency,
                           timeout_s=timeout, progress=not quiet, echo=lambda line: click.echo(line, err=True))
 
     def work():

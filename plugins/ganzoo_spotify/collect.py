@@ -59,7 +59,7 @@ def check_image(body: bytes) -> str:
 
 
 class Collector:
-    def __init__(self, catalog: Catalog, api: SpotifyAPI | None, policy: RetryPolicy, image_size: int = 640,
+    def __init__(self, catalog: Catalog, api: SpotifyAPI | None, policy: RetryPolicy, image_size: int | None = None,
                  concurrency: int = 8, timeout_s: float = 10.0, progress: bool = True,
                  echo: Callable[[str], None] = print):
         self.catalog, self.api, self.policy = catalog, api, policy
@@ -67,6 +67,8 @@ class Collector:
         self.progress, self.echo = progress, echo
         self.skipped = 0
         known_size = catalog.get_meta("image_size")
+        if image_size is None:  # downloads only: the images were chosen already
+            return
         if known_size is None:
             catalog.set_meta("image_size", str(image_size))
         elif int(known_size) != image_size:
