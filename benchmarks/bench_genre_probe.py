@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ganzoo.bench import batches_of, build_extractor, extract
 from ganzoo.conditions import requested_rows
-from ganzoo.data import load_store
+from ganzoo.data.store import load_store
 from ganzoo.plugins import get_registry
 from ganzoo.sampling import load_sampler
 

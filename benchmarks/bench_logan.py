@@ -23,7 +23,7 @@ import torch
 from ganzoo.bench import Reference, build_extractor, extract, frechet_distance
 from ganzoo.checkpoint import load_checkpoint
 from ganzoo.config import build_config
-from ganzoo.data import open_dataset
+from ganzoo.data.sources import open_dataset
 from ganzoo.plugins import get_registry
 from ganzoo.sampling import load_sampler
 from ganzoo.train import train

@@ -19,7 +19,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from ganzoo import ArchitectureSpec
 from ganzoo.bench import batches_of, extract, frechet_distance
-from ganzoo.data import load_store, prepare
+from ganzoo.data.prepare import prepare
+from ganzoo.data.store import load_store
 from ganzoo.sampling import to_uint8
 from ganzoo_dcgan import build_dcgan
 from ganzoo_inception import build_inception

@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--index-size", type=int, default=0,
                         help="Also time the near-duplicate index filling up to this many random hashes.")
     args = parser.parse_args()
-    files = [p for p in list_files(args.folder) if p.suffix.lower() in (".jpg", ".jpeg")]
+    files = [p for p in list_files(args.folder)[0] if p.suffix.lower() in (".jpg", ".jpeg")]
     paths = files * args.copies
     size = args.size
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "source": str(args.folder),

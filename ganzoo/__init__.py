@@ -3,17 +3,32 @@
 The public API a plugin uses: ``hookimpl`` to mark hook implementations, the interfaces it implements, and
 ``parse_options`` to validate its options, and ``per_sample_rand`` for per-sample noise that stays the same
 whether a batch is trained in one process or split across DDP ranks.
+
+Names are imported on first use, so ``import ganzoo`` (and ``ganzoo --help``) does not load torch.
 """
 
-from ganzoo.config import parse_options
-from ganzoo.distributed import per_sample_rand
+from importlib import import_module
+
 from ganzoo.errors import GanzooError
 from ganzoo.hookspecs import hookimpl
-from ganzoo.interfaces import (AdversarialLoss, ArchitectureSpec, Auxiliary, Condition, Critic, CriticOutput,
-                               FeatureExtractor, Generator, ImageData, LatentOptimiser, Metadata, Terms)
 
 __version__ = "0.1.0"
 
-__all__ = ["AdversarialLoss", "ArchitectureSpec", "Auxiliary", "Condition", "Critic", "CriticOutput",
-           "FeatureExtractor", "GanzooError", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms",
-           "hookimpl", "parse_options", "per_sample_rand", "__version__"]
+_PUBLIC = {
+    "parse_options": "ganzoo.config",
+    "per_sample_rand": "ganzoo.distributed",
+    **{name: "ganzoo.interfaces" for name in (
+        "AdversarialLoss", "ArchitectureSpec", "Auxiliary", "Condition", "Critic", "CriticOutput",
+        "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms")},
+}
+
+__all__ = sorted([*_PUBLIC, "GanzooError", "hookimpl", "__version__"])
+
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ganzoo' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

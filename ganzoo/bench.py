@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import ganzoo
 from ganzoo.config import DataConfig, cache_root
-from ganzoo.data import open_dataset
+from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import FeatureExtractor, ImageData
 from ganzoo.plugins import Registry, get_registry
@@ -188,10 +188,50 @@ def library_version(name: str) -> str | None:
         return None
 
 
+MINIMUM_IMAGES = {"fid": (2, 2), "kid": (2, 2), "pr": (PR_NEIGHBOURHOOD + 1, PR_NEIGHBOURHOOD + 1),
+                  "is": (IS_SPLITS, 0), "cond": (2, 0)}
+"""Per metric, the fewest (generated, real) images it can be computed from at all."""
+GENERATION_BATCH = 64
+
+
+def check_counts(metrics: tuple[str, ...], generated: int, real: int | None) -> None:
+    """Refuse counts a metric cannot be computed from, naming the minimum."""
+    for metric in metrics:
+        least_generated, least_real = MINIMUM_IMAGES[metric]
+        if generated < least_generated:
+            raise GanzooError(f"{metric} needs at least {least_generated} generated images; the source gives "
+                              f"{generated}")
+        if real is not None and least_real and real < least_real:
+            raise GanzooError(f"{metric} needs at least {least_real} reference images; the reference gives {real}")
+
+
+def small_sample_warnings(metrics: tuple[str, ...], generated: int, real: int | None, num_features: int) -> list[str]:
+    """What a score computed from this few images cannot tell."""
+    warnings_ = []
+    if "fid" in metrics and min(generated, real) < num_features:
+        warnings_.append(f"FID from {generated} generated and {real} real images (fewer than the extractor's "
+                         f"{num_features} features) is dominated by the sample size: compare it only with FIDs of "
+                         "the same counts (published FIDs use 50,000 generated images)")
+    if "kid" in metrics and min(generated, real) < KID_SUBSET_SIZE:
+        subset = min(generated, real)
+        same = " every subset is the whole set, so kid_std is 0 and says nothing;" if generated == real else ""
+        warnings_.append(f"KID from subsets of {subset} images instead of {KID_SUBSET_SIZE}:{same} use at least "
+                         f"{KID_SUBSET_SIZE} images on each side")
+    if "pr" in metrics and min(generated, real) < 1000:
+        warnings_.append(f"precision and recall from {min(generated, real)} images per side are noisy (the paper "
+                         "uses 50,000)")
+    return warnings_
+
+
 def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, real: int, seed: int,
               extractor_name: str, extractor_options: dict, device: torch.device, image_size: int | None = None,
               registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score ``source`` (a checkpoint, run folder, store, image folder or dataset name) against ``ref``."""
+    """Score ``source`` (a checkpoint, run folder, store, image folder or dataset name) against ``ref``.
+
+    Everything that can be checked is checked before images are generated or features extracted: metric
+    names, the reference, image counts against each metric's minimum. Scores from too few images to mean
+    anything come with warnings in ``protocol["warnings"]``.
+    """
     registry = registry or get_registry()
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -204,36 +244,47 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
     protocol: dict[str, Any] = {"source": str(source), "seed": seed, "image_size": size, "device": str(device),
                                 "ganzoo_version": ganzoo.__version__,
                                 "torchmetrics_version": library_version("torchmetrics")}
-    if "cond" in metrics:
-        if sampler is None:
+    sample_metrics = tuple(m for m in metrics if m != "cond")
+    needs_reference = bool({"fid", "kid", "pr"} & set(metrics)) or ("cond" in metrics and sampler is not None
+                                                                     and not sampler.conditions)
+    reference = open_reference(ref, size, real, seed, registry) if needs_reference else None
+    real_count = min(real, len(reference.data.images)) if reference else None
+    source_data = None
+    if sampler is None:
+        if "cond" in metrics:
             raise GanzooError("the cond metric needs a checkpoint: it generates covers for requested features")
+        source_data = open_dataset(DataConfig(name=source, image_size=size, count=generated, seed=seed), registry)
+        generated = min(generated, len(source_data.images))
+    check_counts(metrics, generated, real_count if {"fid", "kid", "pr"} & set(metrics) else None)
+    warnings_: list[str] = []
+
+    if "cond" in metrics:
         if sampler.conditions:
             if sampler.data is None:
                 raise GanzooError("the cond metric asks for the conditions of training rows, and this "
                                   "checkpoint's training data is not available")
             requests, protocol["cond_requests"] = sampler.data, "rows of the training data"
         else:
-            requests = open_reference(ref, size, real, seed, registry).data
+            requests = reference.data
             protocol["cond_requests"] = f"rows of {ref}, ignored by this unconditional checkpoint (chance level)"
         scores["cond"] = condition_fidelity(sampler, generated, seed, requests)
         protocol["cond_images"] = generated
-    sample_metrics = [m for m in metrics if m != "cond"]
     if not sample_metrics:
-        return {"scores": scores, "protocol": protocol}
+        return {"scores": scores, "protocol": protocol | {"warnings": warnings_}}
 
     extractor = build_extractor(extractor_name, extractor_options, registry, device)
     with_logits = "is" in sample_metrics
     if with_logits:  # fail before any extraction if the network has no classifier
         extractor.logits(torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device))
+    warnings_ += small_sample_warnings(sample_metrics, generated, real_count, extractor.num_features)
     if sampler:
-        fake, logits = extract(extractor, sampler.generate(generated, seed), generated, device, with_logits,
-                               desc="features generated", progress=progress)
+        fake, logits = extract(extractor, sampler.generate(generated, seed, batch_size=GENERATION_BATCH), generated,
+                               device, with_logits, desc="features generated", progress=progress)
         protocol |= {"source_step": sampler.step, "quantisation": QUANTISATION}
     else:
-        source_data = open_dataset(DataConfig(name=source, image_size=size, count=generated, seed=seed), registry)
         indices = pick(len(source_data.images), generated, seed)
-        fake, logits = extract(extractor, batches_of(source_data.images, indices, 64), len(indices), device,
-                               with_logits, desc=f"features {source_data.name}", progress=progress)
+        fake, logits = extract(extractor, batches_of(source_data.images, indices, GENERATION_BATCH), len(indices),
+                               device, with_logits, desc=f"features {source_data.name}", progress=progress)
         protocol |= {"source_fingerprint": source_data.fingerprint, "quantisation": "uint8 source images"}
     protocol |= {"generated_images": len(fake), "extractor": extractor.protocol}
 
@@ -241,7 +292,6 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
         scores["is_mean"], scores["is_std"] = inception_score(logits, seed)
         protocol["is_splits"] = IS_SPLITS
     if {"fid", "kid", "pr"} & set(sample_metrics):
-        reference = open_reference(ref, size, real, seed, registry)
         real_features = reference.features(extractor, device, progress=progress)
         protocol |= {"reference": ref, "reference_fingerprint": reference.data.fingerprint,
                      "real_images": len(real_features)}
@@ -254,8 +304,7 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str, generated: int, r
         if "pr" in sample_metrics:
             scores["precision"], scores["recall"] = precision_recall(real_features, fake)
             protocol["pr_neighbourhood"] = PR_NEIGHBOURHOOD
-    return {"scores": scores, "protocol": protocol}
-
+    return {"scores": scores, "protocol": protocol | {"warnings": warnings_}}
 
 
 class TrainingEvaluator:

@@ -1,30 +1,42 @@
-"""Checkpoints: written atomically (temporary file, then rename), read with ``weights_only=True`` so a crafted
-file cannot run code on load."""
+"""Checkpoints: written atomically (temporary file, then rename) with a digest of their contents, read with
+``weights_only=True`` so a crafted file cannot run code on load, then checked: digest, structure, finite
+weights. Whatever is wrong with a file is one GanzooError line."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import torch
 
+from ganzoo.config import TrainConfig, format_validation_error
 from ganzoo.errors import GanzooError
 
 CHECKPOINT_FORMAT = "ganzoo-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+NETWORKS = ("generator", "critic", "ema")
+"""The weight tables of a training checkpoint, checked for non-finite values on load."""
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+"""How files written by torch.save begin: a zip archive (the default) or a bare pickle (legacy format)."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` so that ``path`` holds either the old or the new checkpoint, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    contents = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    contents["digest"] = contents_digest(contents)
     handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, f)
+            torch.save(contents, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -33,26 +45,111 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def remove_partial_saves(path: str | Path) -> None:
+    """Delete temporary files a killed ``save_checkpoint`` left beside ``path`` (call while holding the folder's
+    lock: only then is no save in flight)."""
+    path = Path(path)
+    for leftover in path.parent.glob(f"{path.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def contents_digest(state: dict[str, Any]) -> str:
+    """BLAKE2b over every key, value and tensor byte of a checkpoint (but its own ``digest``), in a fixed order."""
+    digest = hashlib.blake2b(digest_size=20)
+
+    def feed(value) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}:".encode())
+            if tensor.numel():
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            keys = sorted((key for key in value if not (value is state and key == "digest")), key=repr)
+            digest.update(f"dict {len(keys)}:".encode())
+            for key in keys:
+                digest.update(f"{key!r}=".encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{type(value).__name__} {len(value)}:".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"{type(value).__name__} {value!r};".encode())
+
+    feed(state)
+    return digest.hexdigest()
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load tensors and plain containers only; anything else (pickled code) is refused with a GanzooError."""
+    """Load and check a checkpoint (or a run folder's ``checkpoint.pt``): tensors and plain containers only
+    (anything else, such as pickled code, is refused), a matching digest, the fields training and sampling
+    read, and finite weights. Every problem is a GanzooError."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise GanzooError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        raise GanzooError(f"cannot read {path}: {error.strerror}") from None
+    if not head.startswith(TORCH_MAGIC):
+        raise GanzooError(f"{path} is not a ganzoo checkpoint ({'an empty file' if not head else 'not a file torch.save wrote'})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged files make torch warn about odd pickle protocols
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
-        raise GanzooError(f"refusing to load {path}: it holds more than weights ({reason[:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise GanzooError(f"{path} is not a readable checkpoint: {str(error).splitlines()[0][:200]}") from None
+        if "GLOBAL" in str(error):
+            raise GanzooError(f"refusing to load {path}: it holds objects other than weights (pickled code or "
+                              "classes), which could run code") from None
+        raise GanzooError(f"{path} is not a readable checkpoint: {first_line(error)}") from None
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:  # torch's readers fail on damaged files with many exception types
+        raise GanzooError(f"{path} is not a readable checkpoint: {first_line(error)}") from None
+    check_contents(state, path)
+    return state
+
+
+def check_contents(state: Any, path: Path) -> None:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise GanzooError(f"{path} is not a ganzoo checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
-        raise GanzooError(f"{path} is checkpoint version {state.get('version')}; this ganzoo reads "
-                          f"version {CHECKPOINT_VERSION}")
-    return state
+        raise GanzooError(f"{path} is checkpoint version {state.get('version')!r}; this ganzoo reads version "
+                          f"{CHECKPOINT_VERSION}")
+    if state.get("digest") != contents_digest(state):
+        raise GanzooError(f"{path} is damaged: its contents do not match the digest written with them")
+    for name in NETWORKS:
+        weights = state.get(name)
+        if weights is None:
+            continue
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise GanzooError(f"{path} is not a ganzoo checkpoint: {name!r} is not a table of tensors")
+        for key, tensor in weights.items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise GanzooError(f"{path} holds non-finite {name} weights ({key} has NaN or infinity): training "
+                                  "diverged before it was written; use an earlier checkpoint or train again")
+
+
+def field(state: dict[str, Any], name: str, kind: type | tuple[type, ...], path: str | Path = "checkpoint"):
+    """``state[name]`` if present and of ``kind``; a GanzooError naming the field otherwise."""
+    value = state.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        found = "missing" if name not in state else f"a {type(value).__name__}"
+        raise GanzooError(f"{path} is not a usable ganzoo checkpoint: {name!r} should be a {expected}, is {found}")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise GanzooError(f"{path} is not a usable ganzoo checkpoint: {name!r} is negative ({value})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GanzooError(f"{path} is not a usable ganzoo checkpoint: {name!r} is {value}")
+    return value
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0][:200] if text else type(error).__name__)
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
@@ -60,7 +157,16 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what
     plugin, different options) raise a GanzooError naming the first differences."""
     try:
         module.load_state_dict(weights)
-    except RuntimeError as error:
+    except (RuntimeError, TypeError, AttributeError) as error:
         detail = " ".join(str(error).split())
         raise GanzooError(f"the checkpoint's {what} weights do not fit the network its config builds (saved "
                           f"by another version of the architecture plugin?): {detail[:300]}") from None
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> TrainConfig:
+    """The training config a checkpoint was written with, validated."""
+    text = field(state, "config", str, path)
+    try:
+        return TrainConfig.model_validate_json(text)
+    except pydantic.ValidationError as error:
+        raise GanzooError(f"{path} holds an unusable config: {format_validation_error(error)}") from None

@@ -13,12 +13,23 @@ from pathlib import Path
 
 import click
 
-from ganzoo.data.prepare import DEFAULT_MAX_HASH_DISTANCE
+from ganzoo.data import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.errors import GanzooError
+from ganzoo.files import make_folder, writable_file
+
+MAX_MESSAGE = 1000
 
 
 class UserError(click.ClickException):
+    """A GanzooError as the user sees it: one line of at most MAX_MESSAGE characters, exit code 2."""
+
     exit_code = 2
+
+    def __init__(self, message: str):
+        text = " ".join(message.split())
+        if len(text) > MAX_MESSAGE:
+            text = f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+        super().__init__(text)
 
 
 class GanzooGroup(click.Group):
@@ -31,7 +42,38 @@ class GanzooGroup(click.Group):
             raise UserError(str(error)) from None
 
 
-@click.group(cls=GanzooGroup)
+class RootGroup(GanzooGroup):
+    """The ``ganzoo`` group. Plugins are loaded (and torch with them) only when a command needs them, so
+    ``ganzoo --help`` and ``ganzoo --version`` answer at once."""
+
+    plugin_commands_added = False
+
+    def add_plugin_commands(self) -> None:
+        if not self.plugin_commands_added:
+            self.plugin_commands_added = True
+            from ganzoo.plugins import get_registry
+            get_registry().add_commands(self)
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            self.add_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+class PluginCommandsGroup(GanzooGroup):
+    """A group plugins add subcommands to (``data``): listing or resolving them loads the plugins."""
+
+    def list_commands(self, ctx):
+        cli.add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            cli.add_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=RootGroup, epilog="Plugins can add commands of their own: `ganzoo plugins` lists them.")
 @click.version_option(package_name="ganzoo")
 def cli():
     """ganzoo: a plugin-based GAN zoo for album cover art."""
@@ -62,8 +104,8 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                   f"--nproc_per_node={nproc}", "-m", "ganzoo", *without_nproc(sys.argv[1:])]))
-    from ganzoo.checkpoint import load_checkpoint
-    from ganzoo.config import TrainConfig, build_config
+    from ganzoo.checkpoint import checkpoint_config, load_checkpoint
+    from ganzoo.config import build_config
     from ganzoo.train import train as run_training
 
     state = None
@@ -72,7 +114,7 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
             raise GanzooError("--resume continues a run with its own config; only --steps, --minutes and "
                               "--device may change")
         state = load_checkpoint(Path(resume) / "checkpoint.pt")
-        config = TrainConfig.model_validate_json(state["config"])
+        config = checkpoint_config(state, Path(resume) / "checkpoint.pt")
         if recipe and recipe != config.recipe:
             raise GanzooError(f"{resume} trains {config.recipe!r}, not {recipe!r}")
         run_dir = Path(resume)
@@ -90,8 +132,6 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
         config = build_config(config.model_dump() | updates)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(out) if out else Path("runs") / f"{config.recipe.replace('+', '_')}-{stamp}"
-        if (run_dir / "checkpoint.pt").exists():
-            raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
     try:
         summary = run_training(config, run_dir, resume=state, progress=not quiet)
         ranks = distributed.current()
@@ -154,6 +194,9 @@ def generate(checkpoint, count, features, genre, sweep, sweep_steps, out, out_di
     from ganzoo.sampling import load_sampler
     from ganzoo.train import resolve_device
 
+    writable_file(out)
+    if out_dir:
+        make_folder(out_dir)
     sampler = load_sampler(checkpoint, resolve_device(device))
     request = parse_request(sampler.conditions, features, genre)
     if sweep:
@@ -162,10 +205,8 @@ def generate(checkpoint, count, features, genre, sweep, sweep_steps, out, out_di
         images, rows = sampler.covers(count or 64, seed, request)
         columns = int(math.ceil(math.sqrt(len(images))))
     images = images.float() / 255
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_image(images, out, nrow=columns)
     if out_dir:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
             save_image(image, Path(out_dir) / f"{i:05d}.png")
         if rows is not None:
@@ -174,7 +215,8 @@ def generate(checkpoint, count, features, genre, sweep, sweep_steps, out, out_di
 
 
 class DefaultCommandGroup(GanzooGroup):
-    """A group whose first argument, when it names no subcommand, goes to the default subcommand."""
+    """A group whose first argument, when it names no subcommand, goes to the default subcommand; its help
+    shows the default subcommand's options too."""
 
     default_command = "run"
 
@@ -183,9 +225,17 @@ class DefaultCommandGroup(GanzooGroup):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def format_help(self, ctx, formatter):
+        super().format_help(ctx, formatter)
+        default = self.commands[self.default_command]
+        records = [record for param in default.get_params(ctx)
+                   if isinstance(param, click.Option) and (record := param.get_help_record(ctx))]
+        with formatter.section(f"Options of `{ctx.command_path} [{self.default_command}] SOURCE`"):
+            formatter.write_dl(records)
+
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback exposes the page to the network.")
@@ -193,7 +243,8 @@ class DefaultCommandGroup(GanzooGroup):
               help="A features CSV (track_id or uri column) for looking tracks up by id.")
 @click.option("--device", default="auto", show_default=True)
 def studio(checkpoint, port, host, tracks, device):
-    """Serve a page with one slider per condition of CHECKPOINT and a grid of covers that follows them."""
+    """Serve a page with one slider per condition of CHECKPOINT (a checkpoint or run folder) and a grid of
+    covers that follows them."""
     from werkzeug.serving import make_server
 
     from ganzoo.sampling import load_sampler
@@ -244,10 +295,13 @@ def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extr
     from ganzoo.bench import run_bench
     from ganzoo.train import resolve_device
 
+    writable_file(out)
     options = {"weights": extractor_weights} if extractor_weights else {}
     result = run_bench(source, tuple(dict.fromkeys(metrics)), ref, generated, real, seed, extractor, options,
                        resolve_device(device), image_size=int(size) if size else None)
     scores, protocol = result["scores"], result["protocol"]
+    for warning in protocol["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo("| metric | value |\n| --- | --- |")
     for name, value in scores.items():
         if name == "cond":
@@ -312,7 +366,7 @@ def plugins(as_json):
             click.echo(f"  {component['kind']}: {component['name']}")
 
 
-@cli.group(cls=GanzooGroup)
+@cli.group(cls=PluginCommandsGroup)
 def data():
     """Prepare and inspect datasets."""
 
@@ -388,10 +442,4 @@ def inspect(store):
 
 
 def main():
-    try:
-        from ganzoo.plugins import get_registry
-        get_registry().add_commands(cli)
-    except GanzooError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(2)
     cli(prog_name="ganzoo")

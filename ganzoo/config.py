@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from ganzoo.errors import GanzooError
 
 
+MAX_SEED = 2 ** 31 - 1
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 10_000
+"""A config holds at most this many values once YAML aliases are expanded: an alias bomb stops here."""
+MAX_SHOWN_INPUT = 60
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -22,7 +29,7 @@ class DataConfig(Strict):
     name: str = Field("synthcovers", description="a dataset plugin name, a prepared store or an image folder")
     image_size: Literal[32, 64, 128] = 64
     count: int = Field(8192, gt=0, description="images to synthesise (procedural datasets)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class ModelConfig(Strict):
@@ -38,7 +45,7 @@ class TrainConfig(Strict):
     batch_size: int = Field(64, gt=0)
     steps: int | None = Field(2000, gt=0, description="total generator steps")
     minutes: float | None = Field(None, gt=0, description="wall-clock budget; stops at whichever comes first")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     log_every: int = Field(10, gt=0)
     sample_every: int = Field(200, gt=0)
@@ -60,13 +67,55 @@ def cache_root() -> Path:
 
 
 def format_validation_error(error: pydantic.ValidationError, prefix: str = "") -> str:
-    """One line naming each bad field and why."""
+    """One line naming each bad field and why (the first few, each value shown shortened)."""
     parts = []
-    for item in error.errors():
+    items = error.errors(include_url=False)
+    for item in items[:5]:
         field = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
-        given = f" (got {item['input']!r})" if item["type"] != "missing" and "input" in item else ""
+        given = f" (got {shorten(repr(item['input']))})" if item["type"] != "missing" and "input" in item else ""
         parts.append(f"{field or 'config'}: {item['msg']}{given}")
-    return "invalid config: " + "; ".join(parts)
+    more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
+    return "invalid config: " + "; ".join(parts) + more
+
+
+def shorten(text: str, limit: int = MAX_SHOWN_INPUT) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def count_values(data: Any, limit: int = MAX_CONFIG_VALUES) -> int:
+    """How many values ``data`` holds with shared (aliased) parts counted each time they appear; stops counting
+    past ``limit``. Linear in the distinct objects, however often they are shared."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        total = 1
+        for child in children:
+            total = min(total + size(child), limit + 1)
+        if isinstance(node, (dict, list)):
+            sizes[id(node)] = total
+        return total
+
+    try:
+        return size(data)
+    except RecursionError:
+        return limit + 1
+
+
+def check_size(data: Any, where: str) -> None:
+    if count_values(data) > MAX_CONFIG_VALUES:
+        raise GanzooError(f"{where} holds more than {MAX_CONFIG_VALUES:,} values once its YAML aliases are "
+                          "expanded; a config is never that large")
+
+
+def yaml_error(error: yaml.YAMLError) -> str:
+    """A YAML error as one line with its line and column."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -81,20 +130,34 @@ def parse_options(model: type[Model], options: dict[str, Any], where: str) -> Mo
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or TOML config file as a dict: at most 1 MiB of UTF-8 text and ``MAX_CONFIG_VALUES`` values."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise GanzooError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; a config is never that "
+                              "large")
+        raw = path.read_bytes()
     except OSError as error:
         raise GanzooError(f"cannot read config {path}: {error.strerror}") from None
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise GanzooError(f"config {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: "
-                          f"{str(error).splitlines()[0]}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise GanzooError(f"config {path} is not UTF-8 text (byte {raw[error.start]:#04x} at offset "
+                          f"{error.start})") from None
+    kind = "TOML" if path.suffix == ".toml" else "YAML"
+    try:
+        data = tomllib.loads(text) if kind == "TOML" else yaml.safe_load(text)
+    except tomllib.TOMLDecodeError as error:
+        raise GanzooError(f"config {path} is not valid TOML: {str(error).splitlines()[0]}") from None
+    except yaml.YAMLError as error:
+        raise GanzooError(f"config {path} is not valid YAML: {yaml_error(error)}") from None
+    except RecursionError:
+        raise GanzooError(f"config {path} is nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise GanzooError(f"config {path} must hold a mapping of settings")
+    check_size(data, f"config {path}")
     return data
 
 
@@ -105,8 +168,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise GanzooError(f"--set expects key=value, got {assignment!r}")
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
+    check_size(value, f"--set {key.strip()}")
     *parents, leaf = key.strip().split(".")
     node = data
     for part in parents:

@@ -44,6 +44,11 @@ def current() -> Ranks:
     return _ranks
 
 
+def current_rank_is_main() -> bool:
+    """Whether this process is rank 0 (as torchrun's environment says), known before the group is joined."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 

@@ -36,6 +36,17 @@ class ArchitectureSpec:
     aux_outputs: dict[str, int] = field(default_factory=dict)
     critic_batchnorm: bool = True
 
+    def __post_init__(self):
+        for name, least in (("image_size", 1), ("latent_dim", 1), ("channels", 1), ("condition_dim", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be a whole number of at least {least}, not {value!r}")
+        if not isinstance(self.aux_outputs, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in self.aux_outputs.items()):
+            raise ValueError("aux_outputs must map names to positive widths")
+        if not isinstance(self.critic_batchnorm, bool):
+            raise ValueError("critic_batchnorm must be true or false")
+
 
 class Generator(nn.Module):
     """``G(z, c) -> images in [-1, 1]`` of shape (B, channels, image_size, image_size)."""

@@ -163,7 +163,13 @@ def load_plugins(extra_plugins: dict[str, object] | None = None) -> Registry:
     allowed = os.environ.get(LOAD_PLUGINS_ENV)
     allowed_names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     versions: dict[str, str | None] = {}
-    for entry_point in _entry_points():
+    entry_points = _entry_points()
+    unknown = sorted((allowed_names or set()) - {entry_point.name for entry_point in entry_points})
+    if unknown:
+        installed = ", ".join(sorted({entry_point.name for entry_point in entry_points})) or "none"
+        raise GanzooError(f"{LOAD_PLUGINS_ENV} names {', '.join(map(repr, unknown))}, which no installed plugin is "
+                          f"called (installed: {installed})")
+    for entry_point in entry_points:
         if allowed_names is not None and entry_point.name not in allowed_names:
             continue
         if manager.has_plugin(entry_point.name):

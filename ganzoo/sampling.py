@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganzoo.checkpoint import load_checkpoint, load_weights
+from ganzoo.checkpoint import checkpoint_config, field, load_checkpoint, load_weights
 from ganzoo.conditions import (UNCONDITIONAL, column_summary, condition_for, encode, fit_conditions, given_rows,
                                requested_rows, restore_conditions, sweep_values)
 from ganzoo.config import TrainConfig
@@ -18,12 +18,23 @@ from ganzoo.interfaces import ArchitectureSpec, Condition, Critic, Generator, Im
 from ganzoo.plugins import Registry, get_registry
 
 
+def checkpoint_spec(state: dict[str, Any], config: TrainConfig) -> ArchitectureSpec:
+    """The ArchitectureSpec a checkpoint's networks were built from, checked against its config."""
+    try:
+        spec = ArchitectureSpec(**field(state, "spec", dict))
+    except (TypeError, ValueError) as error:
+        raise GanzooError(f"checkpoint is not usable: its 'spec' is malformed ({error})") from None
+    if (spec.image_size, spec.latent_dim) != (config.data.image_size, config.model.latent_dim):
+        raise GanzooError("checkpoint is not usable: its spec and config disagree on the image size or latent size")
+    return spec
+
+
 def build_networks(state: dict[str, Any], registry: Registry) -> tuple[Generator, Critic]:
     """A fresh generator and critic of the architecture, options and spec a checkpoint was trained with."""
-    config = TrainConfig.model_validate_json(state["config"])
+    config = checkpoint_config(state)
     architecture = registry.recipe(config.recipe).architecture
     options = {"width": config.model.width, **config.options.get(architecture.name, {})}
-    return architecture.factory(ArchitectureSpec(**state["spec"]), options)
+    return architecture.factory(checkpoint_spec(state, config), options)
 
 
 def load_generator(path: str | Path, device: torch.device, registry: Registry | None = None,
@@ -32,8 +43,8 @@ def load_generator(path: str | Path, device: torch.device, registry: Registry | 
     state = load_checkpoint(path)
     generator, _ = build_networks(state, registry or get_registry())
     prefix = "module."
-    load_weights(generator, {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)},
-                 "generator")
+    load_weights(generator, {k[len(prefix):]: v for k, v in field(state, "ema", dict).items()
+                             if k.startswith(prefix)}, "generator")
     return generator.to(device).eval(), state
 
 
@@ -115,14 +126,17 @@ class Sampler:
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:
     """A Sampler for a checkpoint. For a conditional model the training data is opened when it is at hand; the
     conditions come from the checkpoint's record, or are fitted to that data for checkpoints without one."""
-    from ganzoo.data import open_dataset
+    from ganzoo.data.sources import open_dataset
 
     registry = registry or get_registry()
     generator, state = load_generator(path, device, registry)
-    config = TrainConfig.model_validate_json(state["config"])
+    config = checkpoint_config(state)
+    step = field(state, "step", int)
     if not config.conditions:
-        return Sampler(generator, config, {}, None, device, state["step"])
+        return Sampler(generator, config, {}, None, device, step)
     record = state.get("conditions") or {}
+    if not isinstance(record, dict):
+        raise GanzooError("checkpoint is not usable: its 'conditions' record is malformed")
     try:
         data = open_dataset(config.data, registry, progress=False)
     except GanzooError:
@@ -130,9 +144,15 @@ def load_sampler(path: str | Path, device: torch.device, registry: Registry | No
             raise
         data = None
     if record.get("states") is not None:
-        conditions = restore_conditions(config.conditions, config.options, registry, record["states"])
-        summary = record["columns"]
+        try:
+            conditions = restore_conditions(config.conditions, config.options, registry, record["states"])
+            summary = dict(record["columns"])
+        except GanzooError:
+            raise
+        except Exception as error:  # a condition plugin reading a state it did not write
+            raise GanzooError(f"checkpoint is not usable: its conditions' fitted state is malformed "
+                              f"({type(error).__name__}: {str(error)[:100]})") from None
     else:
         conditions = fit_conditions(config.conditions, config.options, registry, data.metadata)
         summary = column_summary(conditions, data.metadata)
-    return Sampler(generator, config, conditions, data, device, state["step"], summary)
+    return Sampler(generator, config, conditions, data, device, step, summary)

@@ -18,19 +18,21 @@ from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 import ganzoo
 from ganzoo import distributed
 from ganzoo.bench import TrainingEvaluator
-from ganzoo.checkpoint import load_weights, save_checkpoint
+from ganzoo.checkpoint import field, load_weights, remove_partial_saves, save_checkpoint
 from ganzoo.conditions import condition_record, encode, fit_conditions
 from ganzoo.config import TrainConfig
-from ganzoo.data import open_dataset
+from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
+from ganzoo.files import FolderLock
 from ganzoo.interfaces import (AdversarialLoss, ArchitectureSpec, Auxiliary, Condition, Critic, Generator, ImageData,
                                LatentOptimiser)
+from ganzoo.memory import check_fits, format_bytes, training_footprint
 from ganzoo.plugins import Registry, get_registry
 
 SAMPLE_GRID = 64
@@ -100,6 +102,7 @@ def build_model(config: TrainConfig, registry: Registry, data: ImageData, device
                             condition_dim=condition_dim, aux_outputs=aux_outputs,
                             critic_batchnorm=loss.allows_critic_batchnorm)
     architecture_options = {"width": config.model.width, **component_options(config, recipe.architecture.name)}
+    check_training_fits(config, lambda: recipe.architecture.factory(spec, architecture_options), spec, device)
     generator, critic = recipe.architecture.factory(spec, architecture_options)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     generator = generator.to(device, memory_format=memory_format)
@@ -108,6 +111,20 @@ def build_model(config: TrainConfig, registry: Registry, data: ImageData, device
     ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
     return Model(spec, generator, critic, loss, latent_optimiser, auxiliaries, conditions, optimiser_g, optimiser_d,
                  ema)
+
+
+def check_training_fits(config: TrainConfig, build, spec: ArchitectureSpec, device: torch.device) -> None:
+    """Refuse, in one line, a run whose networks and batch cannot fit in ``device``'s free memory."""
+    footprint = training_footprint(build, config.batch_size, spec.latent_dim, spec.condition_dim, spec.image_size,
+                                   spec.channels)
+    if footprint is None:
+        return
+    parameters, activations = footprint
+    fixed_latents = SAMPLE_GRID * spec.latent_dim * 4
+    check_fits(parameters + activations + fixed_latents, device,
+               f"training {config.recipe} (parameters with gradients and optimiser state {format_bytes(parameters)}, "
+               f"activations for batch_size {config.batch_size} {format_bytes(activations)})",
+               "lower batch_size, model.width or model.latent_dim")
 
 
 def ema_with_warmup(decay: float):
@@ -244,9 +261,10 @@ class RunLog:
             for name, value in values.items():
                 self.tensorboard.add_scalar(name, value, step)
 
-    def image(self, step: int, grid: torch.Tensor) -> None:
+    def image(self, step: int, images: torch.Tensor) -> None:
+        """A batch of images (B, 3, S, S) in [0, 1], logged as one grid."""
         if self.tensorboard:
-            self.tensorboard.add_image("samples", grid, step)
+            self.tensorboard.add_image("samples", make_grid(images, nrow=int(math.sqrt(len(images)))), step)
 
     def close(self) -> None:
         if self.tensorboard:
@@ -259,11 +277,12 @@ def to_images(batch_uint8: torch.Tensor, device, memory_format) -> torch.Tensor:
 
 
 def checkpoint_state(config, model: Model, step, loader: BatchLoader, data, conditions: dict | None,
-                     ) -> dict[str, Any]:
+                     elapsed_s: float) -> dict[str, Any]:
     return {
         "ganzoo_version": ganzoo.__version__,
         "config": config.model_dump_json(),
         "step": step,
+        "elapsed_s": elapsed_s,
         "data_fingerprint": data.fingerprint,
         "spec": dataclasses.asdict(model.spec),
         "generator": model.generator.state_dict(),
@@ -278,20 +297,46 @@ def checkpoint_state(config, model: Model, step, loader: BatchLoader, data, cond
     }
 
 
-def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: ImageData) -> int:
-    if state["data_fingerprint"] != data.fingerprint:
+def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: ImageData) -> tuple[int, float]:
+    """Load a checkpoint's training state into ``model`` and ``sampler``; returns (step, elapsed seconds)."""
+    if field(state, "data_fingerprint", str) != data.fingerprint:
         raise GanzooError("the dataset differs from the one this run was trained on "
                           f"(fingerprint {data.fingerprint}, checkpoint {state['data_fingerprint']})")
     load_weights(model.generator, state["generator"], "generator")
     load_weights(model.critic, state["critic"], "critic")
     load_weights(model.ema, state["ema"], "EMA generator")
-    model.optimiser_g.load_state_dict(state["optimiser_g"])
-    model.optimiser_d.load_state_dict(state["optimiser_d"])
-    sampler.position = state["sampler_position"]
-    torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
+    try:
+        model.optimiser_g.load_state_dict(field(state, "optimiser_g", dict))
+        model.optimiser_d.load_state_dict(field(state, "optimiser_d", dict))
+        torch.set_rng_state(field(state, "rng_cpu", torch.Tensor))
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise GanzooError(f"the checkpoint's optimiser or random state does not fit this run: "
+                          f"{str(error).splitlines()[0][:200]}") from None
+    sampler.position = field(state, "sampler_position", int)
+    if field(state, "rng_cuda", list) and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return state["step"]
+    return field(state, "step", int), float(field(state, "elapsed_s", (int, float)))
+
+
+def weights_finite(model: Model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.generator.parameters())
+
+
+def keep_metrics_until(path: Path, step: int) -> None:
+    """Drop metrics.jsonl rows logged after ``step`` (left by a run that went on past the checkpoint it is resumed
+    from), so that no step is logged twice."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(kept))
+    os.replace(temporary, path)
 
 
 def write_samples(model: Model, run_dir: Path, step: int, fixed_latent, fixed_condition, log: RunLog) -> None:
@@ -312,10 +357,22 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
 
     Stops after ``config.steps`` generator steps in total, after ``config.minutes``, or on Ctrl-C / SIGTERM,
     and always leaves a checkpoint. Returns a summary (steps done, why it stopped, paths). Launched by torchrun,
-    it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing the run folder.
+    it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing the run folder, which it locks
+    against a second process for as long as it trains.
     """
-    registry = registry or get_registry()
     run_dir = Path(run_dir)
+    if not distributed.current_rank_is_main():
+        return _train(config, run_dir, resume, registry, progress)
+    with FolderLock(run_dir, "training"):
+        if resume is None and (run_dir / "checkpoint.pt").exists():
+            raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+        remove_partial_saves(run_dir / "checkpoint.pt")
+        return _train(config, run_dir, resume, registry, progress)
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, registry: Registry | None,
+           progress: bool) -> dict[str, Any]:
+    registry = registry or get_registry()
     ranks, device = distributed.setup(config.device)
     torch.manual_seed(config.seed)
     if not ranks.is_main:
@@ -333,7 +390,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     fixed_latent = torch.randn(SAMPLE_GRID, config.model.latent_dim,
                                generator=torch.Generator().manual_seed(config.seed)).to(device)
     fixed_condition = model.encode_conditions(data, torch.arange(SAMPLE_GRID) % len(data.images), device)
-    step = restore(resume, model, sampler, data) if resume else 0
+    step, elapsed_before = restore(resume, model, sampler, data) if resume else (0, 0.0)
+    if config.steps is not None and step >= config.steps:
+        raise GanzooError(f"{run_dir} is already at step {step}; pass --steps above {step} to train further")
     loader = BatchLoader(data.images, sampler)
     condition_state = condition_record(model.conditions, data.fit_metadata) if model.conditions else None
     generator, critic = distributed.wrap(model.generator, device), distributed.wrap(model.critic, device)
@@ -344,8 +403,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
 
     writes = ranks.is_main
     if writes:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(config.model_dump_json(indent=1))
+        keep_metrics_until(run_dir / "metrics.jsonl", step)
     log = RunLog(run_dir) if writes else None
     evaluate = None
     if config.eval_every and writes:
@@ -361,11 +420,15 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
         return z
 
     def save():
-        if writes:
-            save_checkpoint(checkpoint_state(config, model, step, loader, data, condition_state),
-                            run_dir / "checkpoint.pt")
+        if not writes:
+            return
+        if not weights_finite(model):
+            raise GanzooError(f"training diverged at step {step}: the generator's weights hold NaN or infinity. "
+                              f"{run_dir / 'checkpoint.pt'} keeps the last finite state; lower the learning rates")
+        save_checkpoint(checkpoint_state(config, model, step, loader, data, condition_state,
+                                         time.perf_counter() - started), run_dir / "checkpoint.pt")
 
-    started = time.perf_counter()
+    started = time.perf_counter() - elapsed_before
     deadline = started + config.minutes * 60 if config.minutes else math.inf
     target = config.steps or math.inf
     bar = tqdm(total=config.steps, initial=step, desc=config.recipe, unit="step", disable=not (progress and writes),

@@ -30,3 +30,25 @@ def run_ganzoo(*args, env=None, cwd=None, timeout=300):
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "cache"))
+
+
+def invoke(*args):
+    """Run the real CLI in this process (no interpreter start-up): a click Result with exit_code, stdout and
+    stderr."""
+    from click.testing import CliRunner
+
+    from ganzoo.cli import cli
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+
+
+def assert_user_error(result, *fragments):
+    """Exit code 2 and one ``Error: ...`` line, the last on stderr (progress bars may precede it), containing
+    every fragment; no traceback."""
+    detail = f"exit {result.exit_code}, stdout {result.stdout!r}, stderr {result.stderr!r}, {result.exception!r}"
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, detail
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], detail
+    for fragment in fragments:
+        assert fragment in errors[0], detail
+    return errors[0]

@@ -93,7 +93,7 @@ def test_real_inception_fid_grows_with_noise():
     real, other = data.images[:16], data.images[16:]
     scores = [fid_against(extractor, real, corrupt(other, noise=level)) for level in (0, 40, 120)]
     assert scores[0] < scores[1] < scores[2], scores
-    with pytest.raises(GanzooError, match="no classifier"):
+    with pytest.raises(GanzooError, match="classifier, which .* lacks: pass .* --extractor-weights"):
         extractor.logits(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
 
 

@@ -38,7 +38,7 @@ def test_bad_assignment_and_bad_file(tmp_path):
     with pytest.raises(GanzooError, match="key=value"):
         apply_override({}, "no_equals_sign")
     (tmp_path / "bad.toml").write_text("batch_size = = 3")
-    with pytest.raises(GanzooError, match="not valid toml"):
+    with pytest.raises(GanzooError, match="not valid TOML: .*line 1"):
         build_config(config_file=str(tmp_path / "bad.toml"))
     with pytest.raises(GanzooError, match="cannot read config"):
         build_config(config_file=str(tmp_path / "missing.yaml"))

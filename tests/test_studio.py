@@ -135,6 +135,14 @@ def test_tracks_by_id_and_by_pasted_row(studio):
     assert status == 400 and "tempo must be a number from 0 to 300 BPM" in json.loads(body)["error"]
     status, _, body = get(f"{studio}/api/track", {"text": "0" * 22})
     assert status == 400 and "not in the features file" in json.loads(body)["error"]
+    for not_an_object in ([1, 2], "abc", 5, None):
+        status, _, body = get(f"{studio}/api/track", not_an_object if not_an_object is not None else {})
+        assert status == 400 and "error" in json.loads(body)
+    for raw in (b"[1,2]", b'"abc"', b"5", b"{broken"):
+        request = urllib.request.Request(f"{studio}/api/track", data=raw, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400 and "JSON object" in json.loads(refused.value.read())["error"]
 
 
 def test_unconditional_checkpoint_has_no_controls(checkpoints):
@@ -193,7 +201,7 @@ def test_page_in_headless_chromium_moves_a_slider_and_downloads(studio, tmp_path
 
 def test_cli_serves_on_loopback_and_refuses_a_busy_port(checkpoints):
     root, _ = checkpoints
-    checkpoint = root / "unconditional" / "checkpoint.pt"
+    checkpoint = root / "unconditional"  # a run folder, as generate and bench take
     process = subprocess.Popen([sys.executable, "-m", "ganzoo", "studio", str(checkpoint), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})

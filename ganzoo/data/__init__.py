@@ -1,34 +1,5 @@
-"""Datasets: registered dataset plugins, packed stores and image folders, behind one ``open_dataset``."""
+"""Datasets: cleaning image folders into packed stores (``prepare``), reading stores (``store``), and opening a
+dataset by name, store or folder (``sources.open_dataset``). Importing this package loads none of them."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-from ganzoo.config import DataConfig
-from ganzoo.data.prepare import prepare
-from ganzoo.data.store import is_store, load_store, read_manifest
-from ganzoo.errors import GanzooError
-from ganzoo.interfaces import ImageData
-from ganzoo.plugins import Registry, unknown_name_message
-
-
-def open_dataset(config: DataConfig, registry: Registry, progress: bool = True) -> ImageData:
-    """A registered dataset by name, a prepared store, or an image folder (prepared and cached on first use)."""
-    if config.name in registry.components["dataset"]:
-        data = registry.get("dataset", config.name).factory(config)
-    else:
-        path = Path(config.name)
-        if not path.is_dir():
-            raise GanzooError(unknown_name_message("dataset", config.name, registry.components["dataset"])
-                              .replace("(known:", "(not a folder either; known:"))
-        if not is_store(path):
-            path, _ = prepare(path, size=config.image_size, progress=progress)
-        data = load_store(path)
-    size = data.images.shape[1]
-    if size != config.image_size:
-        raise GanzooError(f"dataset {config.name!r} holds {size} px images but data.image_size is "
-                          f"{config.image_size}; prepare it at that size or change data.image_size")
-    return data
-
-
-__all__ = ["open_dataset", "prepare", "load_store", "read_manifest"]
+DEFAULT_MAX_HASH_DISTANCE = 4
+"""``ganzoo data prepare`` drops a cover whose perceptual hash is within this many bits of an earlier one's."""

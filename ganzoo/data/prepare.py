@@ -5,11 +5,13 @@ their first occurrence. The store is cached by content, so preparing the same fo
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import stat
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -18,15 +20,19 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ganzoo.data import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
 from ganzoo.data.store import IMAGES_FILE, STORE_FORMAT, STORE_VERSION, is_store, read_manifest, write_metadata_csv
 from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
+from ganzoo.files import publish_folder, staging_folder
 
 CLEANING_VERSION = 2
-DEFAULT_MAX_HASH_DISTANCE = 4
 METADATA_FILE = "metadata.csv"
 MIN_SIDE = 8
+MAX_DECODED_PIXELS = 4096 * 4096
+"""Images are refused ("too large") when decoding them would take more pixels than this (after JPEG draft
+scaling): a cover needs at most a few thousand pixels a side, and a small file can declare a huge canvas."""
 ALPHA_BACKGROUND = (255, 255, 255)
 
 
@@ -66,10 +72,12 @@ def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
             with Image.open(path) as image:
                 if image.format == "JPEG":
                     image.draft(image.mode, (size, size))
-                image.load()
                 width, height = image.size
+                if width * height > MAX_DECODED_PIXELS:
+                    raise BadImage("too large")
                 if min(width, height) < MIN_SIDE:
                     raise BadImage("too small")
+                image.load()
                 image = to_rgb(image, fixes)
     except BadImage:
         raise
@@ -77,7 +85,9 @@ def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
         raise BadImage("too large") from None
     except Image.UnidentifiedImageError:
         raise BadImage("not an image") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError):
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # Pillow's decoders fail on damaged files with many exception types
         raise BadImage("truncated or corrupt") from None
     width, height = image.size
     side = min(width, height)
@@ -99,16 +109,40 @@ def _clean_worker(job: tuple[str, int, bool]):
     return array, fixes, None, cover_signature(array) if find_duplicates else None
 
 
-def list_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+def list_files(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """Every file under ``folder`` (following links, hidden names skipped), sorted, and the count of entries
+    that are not files: broken links and links that loop back into a folder already walked."""
+    files: list[Path] = []
+    skipped: Counter[str] = Counter()
+    walked: set[tuple[int, int]] = set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        identity = os.stat(root)
+        if (identity.st_dev, identity.st_ino) in walked:
+            skipped["symlink loop"] += 1
+            folders[:] = []
+            continue
+        walked.add((identity.st_dev, identity.st_ino))
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = Path(root) / name
+            try:
+                if stat.S_ISREG(os.stat(path).st_mode):
+                    files.append(path)
+                else:
+                    skipped["not a regular file"] += 1
+            except OSError as error:
+                skipped["symlink loop" if error.errno == errno.ELOOP else "broken symlink"] += 1
+    return sorted(files), skipped
 
 
 def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | None,
                max_hash_distance: int | None) -> str:
     digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}:{max_hash_distance}".encode())
     for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        info = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
     if metadata_csv is not None:
         digest.update(metadata_csv.read_bytes())
     return digest.hexdigest()
@@ -150,18 +184,18 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
         raise GanzooError(f"{folder} is not a folder of images")
     own_metadata = folder / METADATA_FILE
     metadata_path = Path(metadata_csv) if metadata_csv else (own_metadata if own_metadata.is_file() else None)
-    files = [p for p in list_files(folder) if metadata_path is None or p.resolve() != metadata_path.resolve()]
+    listed, skipped = list_files(folder)
+    files = [p for p in listed if metadata_path is None or p.resolve() != metadata_path.resolve()]
     key = source_key(files, folder, size, metadata_path, max_hash_distance)
     target = Path(out) if out else default_cache_dir() / f"{folder.resolve().name}-{size}px-{key[:12]}"
-    if is_store(target):
-        manifest = read_manifest(target)
-        if manifest.get("source_key") == key:
-            return target, dict(manifest["report"], cached=True)
-        raise GanzooError(f"{target} already holds a different store; choose another --out")
+    cached = cached_store(target, key)
+    if cached:
+        return cached
+    check_target(target, folder)
 
     columns, rows = read_metadata_rows(metadata_path) if metadata_path else ([], {})
     key_column = ("file" if "file" in columns else columns[0]) if columns else None
-    dropped: Counter[str] = Counter()
+    dropped: Counter[str] = Counter(skipped)
     fixed: Counter[str] = Counter()
     kept_rows: list[dict[str, str]] = []
     matched_keys: set[str] = set()
@@ -178,57 +212,80 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
     find_duplicates = max_hash_distance is not None
     seen_pixels: set[bytes] = set()
     seen_covers = NearDuplicateIndex(max_hash_distance) if find_duplicates else None
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    workers = workers or os.cpu_count() or 1
-    kept = 0
-    work = [(path, size, find_duplicates) for path, _ in jobs]
-    with open(staging / IMAGES_FILE, "wb") as sink:
-        pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 256 else None
-        try:
-            results = pool.imap(_clean_worker, work, chunksize=64) if pool else map(_clean_worker, work)
-            for (path, row), (array, fixes, reason, signature) in tqdm(
-                    zip(jobs, results), total=len(jobs), desc=f"prepare {folder.name}", unit="img",
-                    disable=not progress):
-                if reason:
-                    dropped[reason] += 1
-                    continue
-                if signature:
-                    digest, phash, thumbnail = signature
-                    if digest in seen_pixels:
-                        dropped["exact duplicate"] += 1
+    staging = staging_folder(target)
+    try:
+        workers = workers or os.cpu_count() or 1
+        kept = 0
+        work = [(path, size, find_duplicates) for path, _ in jobs]
+        with open(staging / IMAGES_FILE, "wb") as sink:
+            pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 256 else None
+            try:
+                results = pool.imap(_clean_worker, work, chunksize=64) if pool else map(_clean_worker, work)
+                for (path, row), (array, fixes, reason, signature) in tqdm(
+                        zip(jobs, results), total=len(jobs), desc=f"prepare {folder.name}", unit="img",
+                        disable=not progress):
+                    if reason:
+                        dropped[reason] += 1
                         continue
-                    seen_pixels.add(digest)
-                    if not seen_covers.add_unless_near(phash, thumbnail):
-                        dropped["near duplicate"] += 1
-                        continue
-                sink.write(array.tobytes())
-                fixed.update(fixes)
-                kept_rows.append({"file": str(Path(path).relative_to(folder)),
-                                  **{c: v for c, v in row.items() if c != key_column}})
-                kept += 1
-        finally:
-            if pool:
-                pool.close()
-                pool.join()
-    if kept == 0:
+                    if signature:
+                        digest, phash, thumbnail = signature
+                        if digest in seen_pixels:
+                            dropped["exact duplicate"] += 1
+                            continue
+                        seen_pixels.add(digest)
+                        if not seen_covers.add_unless_near(phash, thumbnail):
+                            dropped["near duplicate"] += 1
+                            continue
+                    sink.write(array.tobytes())
+                    fixed.update(fixes)
+                    kept_rows.append({"file": str(Path(path).relative_to(folder)),
+                                      **{c: v for c, v in row.items() if c != key_column}})
+                    kept += 1
+            finally:
+                if pool:
+                    pool.close()
+                    pool.join()
+        if kept == 0:
+            raise GanzooError(f"no usable images in {folder} ({format_counts(dropped) or 'no files'})")
+        metadata = {c: np.array([r.get(c, "") for r in kept_rows], dtype=object) for c in kept_rows[0]}
+        write_metadata_csv(staging / "metadata.csv", metadata, kept)
+        report = {"files": len(jobs) + sum(skipped.values()), "kept": kept, "dropped": dict(dropped),
+                  "fixed": dict(fixed), "files_without_metadata_row": len(files) - len(jobs) if metadata_path else 0,
+                  "metadata_rows_without_image": len(rows) - len(matched_keys) if metadata_path else 0,
+                  "metadata": str(metadata_path) if metadata_path else None, "max_hash_distance": max_hash_distance}
+        manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": folder.resolve().name,
+                    "image_size": size, "count": kept, "source": str(folder.resolve()), "source_key": key,
+                    "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        publish_folder(staging, target)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        raise GanzooError(f"no usable images in {folder} ({format_counts(dropped) or 'no files'})")
-    metadata = {c: np.array([r.get(c, "") for r in kept_rows], dtype=object) for c in kept_rows[0]}
-    write_metadata_csv(staging / "metadata.csv", metadata, kept)
-    report = {"files": len(jobs), "kept": kept, "dropped": dict(dropped), "fixed": dict(fixed),
-              "files_without_metadata_row": len(files) - len(jobs),
-              "metadata_rows_without_image": len(rows) - len(matched_keys),
-              "metadata": str(metadata_path) if metadata_path else None, "max_hash_distance": max_hash_distance}
-    manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": folder.resolve().name,
-                "image_size": size, "count": kept, "source": str(folder.resolve()), "source_key": key,
-                "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+        cached = cached_store(target, key)  # another process may have packed the same folder meanwhile
+        if cached:
+            return cached
+        raise
     return target, dict(report, cached=False)
+
+
+def cached_store(target: Path, key: str) -> tuple[Path, dict] | None:
+    """The store at ``target`` with its report, if it was packed from the same files and settings; None if there
+    is none. A store of other content there is an error: it is never replaced."""
+    if not is_store(target):
+        return None
+    manifest = read_manifest(target)
+    if manifest.get("source_key") != key:
+        raise GanzooError(f"{target} already holds a different store; choose another --out")
+    return target, dict(manifest["report"], cached=True)
+
+
+def check_target(target: Path, folder: Path) -> None:
+    """Refuse an output folder that holds anything ganzoo did not write, or that lies inside the source."""
+    resolved, source = target.resolve(), folder.resolve()
+    if resolved == source or source in resolved.parents:
+        raise GanzooError(f"--out {target} lies inside the source folder {folder}; choose a folder outside it")
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
+        raise GanzooError(f"{target} exists and is not a ganzoo store; refusing to replace it (choose a new or "
+                          "empty --out)")
 
 
 def fingerprint_file(path: Path) -> str:

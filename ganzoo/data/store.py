@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ganzoo.errors import GanzooError
+from ganzoo.files import publish_folder, staging_folder
 from ganzoo.interfaces import ImageData, Metadata
 
 STORE_FORMAT = "ganzoo-store"
@@ -133,24 +135,28 @@ def shard_store(source: str | Path, shards: int, out: str | Path) -> Path:
         raise GanzooError(f"{source} holds {len(data.images)} images, fewer than {shards} shards")
     if out.exists():
         raise GanzooError(f"{out} already exists; choose another --out")
-    staging = out.with_name(out.name + ".partial")
-    names = []
-    for k in range(shards):
-        rows = np.arange(k, len(data.images), shards)
-        name = f"shard-{k:05d}"
-        (staging / name).mkdir(parents=True, exist_ok=True)
-        with open(staging / name / IMAGES_FILE, "wb") as sink:
-            for start in range(0, len(rows), 4096):
-                sink.write(np.ascontiguousarray(data.images[rows[start:start + 4096]]).tobytes())
-        write_metadata_csv(staging / name / "metadata.csv", data.rows(rows), len(rows))
-        shard_manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": f"{manifest['name']}-{name}",
-                          "image_size": manifest["image_size"], "count": len(rows),
-                          "fingerprint": f"{manifest['fingerprint']}-{k}-of-{shards}"}
-        (staging / name / "manifest.json").write_text(json.dumps(shard_manifest, indent=1))
-        names.append(name)
-    index = {"format": SHARDED_FORMAT, "version": STORE_VERSION, "name": manifest.get("name", source.name),
-             "image_size": manifest["image_size"], "count": len(data.images), "shards": names,
-             "fingerprint": f"{manifest['fingerprint']}-{shards}-shards"}
-    (staging / SHARDS_FILE).write_text(json.dumps(index, indent=1))
-    staging.rename(out)
+    staging = staging_folder(out)
+    try:
+        names = []
+        for k in range(shards):
+            rows = np.arange(k, len(data.images), shards)
+            name = f"shard-{k:05d}"
+            (staging / name).mkdir()
+            with open(staging / name / IMAGES_FILE, "wb") as sink:
+                for start in range(0, len(rows), 4096):
+                    sink.write(np.ascontiguousarray(data.images[rows[start:start + 4096]]).tobytes())
+            write_metadata_csv(staging / name / "metadata.csv", data.rows(rows), len(rows))
+            shard_manifest = {"format": STORE_FORMAT, "version": STORE_VERSION,
+                              "name": f"{manifest['name']}-{name}", "image_size": manifest["image_size"],
+                              "count": len(rows), "fingerprint": f"{manifest['fingerprint']}-{k}-of-{shards}"}
+            (staging / name / "manifest.json").write_text(json.dumps(shard_manifest, indent=1))
+            names.append(name)
+        index = {"format": SHARDED_FORMAT, "version": STORE_VERSION, "name": manifest.get("name", source.name),
+                 "image_size": manifest["image_size"], "count": len(data.images), "shards": names,
+                 "fingerprint": f"{manifest['fingerprint']}-{shards}-shards"}
+        (staging / SHARDS_FILE).write_text(json.dumps(index, indent=1))
+        publish_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out

@@ -202,7 +202,9 @@ def create_app(studio: Studio) -> Flask:
 
     @app.post("/api/track")
     def track():
-        payload = request.get_json(silent=True) or {}
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict):
+            raise BadRequest('the body must be a JSON object such as {"text": "spotify:track:..."}')
         return jsonify(features=studio.track_features(str(payload.get("text", ""))))
 
     return app

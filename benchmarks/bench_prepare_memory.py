@@ -1,0 +1,60 @@
+"""Peak memory of `ganzoo data prepare` on images whose small files declare huge canvases.
+
+Writes a folder with a 12500 x 12500 RGB PNG and a 12500 x 12500 16-bit greyscale PNG (a few hundred KB each,
+since they compress to almost nothing) and one ordinary 64 px JPEG, then runs `python -m ganzoo data prepare`
+on it in a child process and reports the child's peak resident memory, wall time and what it kept. A second
+run on the ordinary file alone gives the floor (the interpreter with torch imported).
+
+    python benchmarks/bench_prepare_memory.py
+    PYTHONPATH=/path/to/old/checkout:/path/to/old/checkout/plugins python benchmarks/bench_prepare_memory.py
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+def peak_of_prepare(folder: Path, out: Path) -> dict:
+    """Run prepare in a fresh child that reports its own peak RSS (getrusage) when the command ends."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; sys.argv = sys.argv[1:]; "
+                             "code = 0\ntry:\n    runpy.run_module('ganzoo', run_name='__main__')\n"
+                             "except SystemExit as stop:\n    code = stop.code or 0\n"
+                             "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)",
+                             "ganzoo", "data", "prepare", str(folder), "--size", "64", "--out", str(out),
+                             "--workers", "1"], capture_output=True, text=True, cwd=folder.parent)
+    seconds = time.perf_counter() - started
+    peak_kb = int(next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("PEAK")))
+    kept = next((line.strip() for line in result.stdout.splitlines() if line.strip().startswith("kept")), "")
+    dropped = next((line.strip() for line in result.stdout.splitlines() if line.strip().startswith("dropped")), "")
+    return {"peak_rss_mib": round(peak_kb / 1024, 1), "seconds": round(seconds, 2), "kept": kept,
+            "dropped": dropped, "exit_code": result.returncode}
+
+
+def main():
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        nasty, ordinary = root / "nasty", root / "ordinary"
+        nasty.mkdir()
+        ordinary.mkdir()
+        Image.new("RGB", (12500, 12500), (30, 60, 90)).save(nasty / "huge_rgb.png", compress_level=9)
+        Image.new("I;16", (12500, 12500), 1000).save(nasty / "huge_16bit.png", compress_level=9)
+        Image.new("RGB", (64, 64), (200, 40, 40)).save(ordinary / "ordinary.jpg", quality=90)
+        Image.new("RGB", (64, 64), (200, 40, 40)).save(nasty / "ordinary.jpg", quality=90)
+        sizes = {p.name: p.stat().st_size for p in nasty.iterdir()}
+        report = {"file_bytes": sizes,
+                  "nasty_folder": peak_of_prepare(nasty, root / "store-nasty"),
+                  "ordinary_file_only": peak_of_prepare(ordinary, root / "store-ordinary")}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
