@@ -21,7 +21,7 @@ from torchmetrics.functional import spearman_corrcoef
 
 from ganzoo.checkpoint import load_checkpoint, load_weights
 from ganzoo.plugins import get_registry
-from ganzoo.sampling import build_networks, load_sampler
+from ganzoo.sampling import checkpoint_networks, load_sampler
 from ganzoo_acgan import head_name
 
 DEVICE = torch.device("cpu")
@@ -41,7 +41,7 @@ def main():
 
     sampler = load_sampler(args.run, DEVICE)
     state = load_checkpoint(args.run)
-    _, critic = build_networks(state, get_registry())
+    _, critic = checkpoint_networks(state, get_registry())
     load_weights(critic, state["critic"], "critic")
     critic.eval()
     condition = sampler.conditions["audio-features"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganzoo.bench import batches_of, build_extractor, extract
+from ganzoo.evaluation import batches_of, build_extractor, extract
 from ganzoo.conditions import requested_rows
 from ganzoo.data.store import load_store
 from ganzoo.plugins import get_registry

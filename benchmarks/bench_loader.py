@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ganzoo.data.store import IMAGES_FILE, STORE_FORMAT, STORE_VERSION, load_store, write_metadata_csv
-from ganzoo.train import BatchLoader, BatchSampler, read_ahead, to_images
+from ganzoo.data.loader import BatchLoader, BatchSampler, read_ahead, to_images
 
 
 def write_store(path: Path, count: int, size: int) -> None:

@@ -20,18 +20,20 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.bench import Reference, build_extractor, extract, frechet_distance
+from ganzoo.evaluation import Reference, build_extractor, extract
 from ganzoo.checkpoint import load_checkpoint
 from ganzoo.config import build_config
 from ganzoo.data.sources import open_dataset
 from ganzoo.plugins import get_registry
 from ganzoo.sampling import load_sampler
 from ganzoo.train import train
+from ganzoo_metrics import frechet_distance
 
 
 def config_for(recipe, args, steps, seed=0, data="synthcovers", log_every=None):
     return build_config({
-        "recipe": recipe, "data": {"name": data, "image_size": args.size, "count": args.count},
+        "recipe": recipe, "data": {"name": data, "image_size": args.size},
+        "options": {"synthcovers": {"count": args.count}} if data == "synthcovers" else {},
         "model": {"width": args.width}, "batch_size": args.batch, "steps": steps, "seed": seed,
         "log_every": log_every or steps, "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9,
     })
@@ -70,7 +72,8 @@ def benefit(args):
     steps_equal_time = round(args.steps * args.cost_ratio)
     results = []
     for data_name in args.data:
-        data = open_dataset(config_for("wgan", args, 1, data=data_name).data, registry, progress=False)
+        config = config_for("wgan", args, 1, data=data_name)
+        data = open_dataset(data_name, args.size, registry, config.options, progress=False)
         reference = Reference(data=data, count=args.fid_images, seed=0)
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as root:

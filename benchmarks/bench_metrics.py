@@ -18,12 +18,13 @@ import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from ganzoo import ArchitectureSpec
-from ganzoo.bench import batches_of, extract, frechet_distance
+from ganzoo.evaluation import batches_of, build_extractor, extract
+from ganzoo.plugins import get_registry
 from ganzoo.data.prepare import prepare
 from ganzoo.data.store import load_store
 from ganzoo.sampling import to_uint8
-from ganzoo_dcgan import build_dcgan
-from ganzoo_inception import build_inception
+from ganzoo_dcgan import DCGAN, DCGANOptions
+from ganzoo_metrics import frechet_distance
 
 
 def main():
@@ -36,7 +37,7 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     store, _ = prepare(args.folder, args.size, progress=False)
     data = load_store(store)
-    extractor = build_inception({}).to(device)
+    extractor = build_extractor("inception", {}, get_registry(), device)
     report = {"machine": torch.cuda.get_device_name() if device.type == "cuda" else
               f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
               "torch": torch.__version__, "store": str(store), "images": len(data.images),
@@ -49,7 +50,7 @@ def main():
     if not args.skip_fid:
         a, _ = extract(extractor, batches_of(data.images, first, 64), half, device, False, "half A")
         b, _ = extract(extractor, batches_of(data.images, second, 64), half, device, False, "half B")
-        generator, _ = build_dcgan(ArchitectureSpec(image_size=args.size, latent_dim=128), {"width": 64})
+        generator, _ = DCGAN(DCGANOptions()).build(ArchitectureSpec(image_size=args.size, latent_dim=128, width=64))
         generator = generator.to(device).eval()
         latents = torch.Generator().manual_seed(0)
 

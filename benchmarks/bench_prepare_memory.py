@@ -12,7 +12,6 @@ run on the ordinary file alone gives the floor (the interpreter with torch impor
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile

@@ -22,7 +22,8 @@ from ganzoo.train import train
 
 
 def measure(recipe: str, size: int, amp: bool, compiled: bool, args) -> dict:
-    config = build_config({"recipe": recipe, "data": {"name": "synthcovers", "image_size": size, "count": 2048},
+    config = build_config({"recipe": recipe, "data": {"name": "synthcovers", "image_size": size},
+                           "options": {"synthcovers": {"count": 2048}},
                            "model": {"width": args.width}, "batch_size": args.batch, "steps": 2 * args.steps,
                            "log_every": args.steps, "sample_every": 10 ** 6, "checkpoint_every": 10 ** 6,
                            "device": args.device, "amp": amp, "compile": compiled})

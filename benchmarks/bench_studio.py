@@ -33,7 +33,8 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         config = build_config({"recipe": "acgan+wgan", "conditions": ["audio-features"],
-                               "data": {"image_size": args.size, "count": 512}, "model": {"width": args.width},
+                               "data": {"image_size": args.size}, "options": {"synthcovers": {"count": 512}},
+                               "model": {"width": args.width},
                                "steps": 1, "device": "cpu"})
         train(config, Path(scratch) / "run", progress=False)
         app = create_app(Studio(load_sampler(Path(scratch) / "run" / "checkpoint.pt", torch.device("cpu"))))

@@ -23,7 +23,7 @@ import torch
 
 from ganzoo.config import build_config
 from ganzoo.train import train
-from ganzoo_dcgan import build_dcgan
+from ganzoo_dcgan import DCGAN, DCGANOptions
 from ganzoo_synthcovers import synthcovers
 from ganzoo import ArchitectureSpec
 
@@ -32,7 +32,8 @@ def engine_throughput(args, channels_last: bool) -> float:
     """Critic images/s over the second half of a 2 x steps run: the metrics line at step 2 x steps covers
     exactly the timed steps (the first half warms up)."""
     config = build_config({
-        "data": {"image_size": args.size, "count": args.count}, "model": {"width": args.width},
+        "data": {"image_size": args.size}, "options": {"synthcovers": {"count": args.count}},
+        "model": {"width": args.width},
         "batch_size": args.batch, "steps": 2 * args.steps, "log_every": args.steps,
         "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9, "channels_last": channels_last, "device": args.device,
     })
@@ -45,10 +46,10 @@ def engine_throughput(args, channels_last: bool) -> float:
 def plain_throughput(args) -> float:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    data = synthcovers(build_config({"data": {"image_size": args.size, "count": args.count}}).data)
+    data = synthcovers(args.count, args.size)
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous().to(device)
-    generator, critic = build_dcgan(ArchitectureSpec(image_size=args.size, latent_dim=128, critic_batchnorm=False),
-                                    {"width": args.width})
+    generator, critic = DCGAN(DCGANOptions()).build(ArchitectureSpec(image_size=args.size, latent_dim=128,
+                                                                     width=args.width, critic_batchnorm=False))
     generator, critic = generator.to(device), critic.to(device)
     ema = [p.detach().clone() for p in generator.parameters()]
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.0, 0.9))

@@ -1,8 +1,9 @@
 """ganzoo: a plugin-based GAN zoo for album cover art.
 
-The public API a plugin uses: ``hookimpl`` to mark hook implementations, the interfaces it implements, and
-``parse_options`` to validate its options, and ``per_sample_rand`` for per-sample noise that stays the same
-whether a batch is trained in one process or split across DDP ranks.
+The public API a plugin uses: ``hookimpl`` to mark hook implementations, the interfaces it implements (and the
+records it receives: ``Batch``, ``CriticOutput``, ``MetricInputs``), ``GanzooError`` for one-line errors, and
+``parse_options`` to validate options by hand (components that register an ``options`` model get them
+validated).
 
 Names are imported on first use, so ``import ganzoo`` (and ``ganzoo --help``) does not load torch.
 """
@@ -16,10 +17,11 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "parse_options": "ganzoo.config",
-    "per_sample_rand": "ganzoo.distributed",
+    "RunContext": "ganzoo.context",
     **{name: "ganzoo.interfaces" for name in (
-        "AdversarialLoss", "ArchitectureSpec", "Auxiliary", "Condition", "Critic", "CriticOutput",
-        "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser", "Metadata", "Terms")},
+        "AdversarialLoss", "Architecture", "ArchitectureSpec", "Augmentation", "Auxiliary", "Batch", "Condition",
+        "Critic", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",
+        "Metadata", "Metric", "MetricInputs", "Stateful", "Terms", "TrackIds")},
 }
 
 __all__ = sorted([*_PUBLIC, "GanzooError", "hookimpl", "__version__"])

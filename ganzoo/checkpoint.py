@@ -95,7 +95,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except OSError as error:
         raise GanzooError(f"cannot read {path}: {error.strerror}") from None
     if not head.startswith(TORCH_MAGIC):
-        raise GanzooError(f"{path} is not a ganzoo checkpoint ({'an empty file' if not head else 'not a file torch.save wrote'})")
+        what = "an empty file" if not head else "not a file torch.save wrote"
+        raise GanzooError(f"{path} is not a ganzoo checkpoint ({what})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damaged files make torch warn about odd pickle protocols

@@ -73,6 +73,23 @@ class PluginCommandsGroup(GanzooGroup):
         return super().get_command(ctx, name)
 
 
+class RegistryChoice(click.ParamType):
+    """A component name of one kind, checked against (and listed from) the plugin registry."""
+
+    name = "name"
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def get_metavar(self, param, ctx=None):
+        from ganzoo.plugins import get_registry
+        return "[" + "|".join(get_registry().names(self.kind)) + "]"
+
+    def convert(self, value, param, ctx):
+        from ganzoo.plugins import get_registry
+        return get_registry().get(self.kind, value).name
+
+
 @click.group(cls=RootGroup, epilog="Plugins can add commands of their own: `ganzoo plugins` lists them.")
 @click.version_option(package_name="ganzoo")
 def cli():
@@ -99,9 +116,9 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
     folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it stopped.
     Under torchrun (or --nproc N) batch_size is per process and rank 0 writes the run folder.
     """
-    from ganzoo import distributed
+    from ganzoo import context
 
-    if nproc > 1 and not distributed.launched_by_torchrun():
+    if nproc > 1 and not context.launched_by_torchrun():
         sys.exit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                   f"--nproc_per_node={nproc}", "-m", "ganzoo", *without_nproc(sys.argv[1:])]))
     from ganzoo.checkpoint import checkpoint_config, load_checkpoint
@@ -134,13 +151,13 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
         run_dir = Path(out) if out else Path("runs") / f"{config.recipe.replace('+', '_')}-{stamp}"
     try:
         summary = run_training(config, run_dir, resume=state, progress=not quiet)
-        ranks = distributed.current()
-        distributed.teardown()
     except KeyboardInterrupt:
         saved = "the last checkpoint is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint yet"
         click.echo(f"Aborted: {saved}.", err=True)
         sys.exit(130)
-    if not ranks.is_main:
+    finally:
+        context.teardown()
+    if context.rank_from_environment() != 0:
         sys.exit(130 if summary["stopped_by"] == "interrupt" else 0)
     note = {"steps": "finished", "minutes": "time budget reached",
             "interrupt": "interrupted; continue with --resume"}[summary["stopped_by"]]
@@ -191,8 +208,8 @@ def generate(checkpoint, count, features, genre, sweep, sweep_steps, out, out_di
 
     from ganzoo.conditions import parse_request
     from ganzoo.data.store import write_metadata_csv
+    from ganzoo.context import resolve_device
     from ganzoo.sampling import load_sampler
-    from ganzoo.train import resolve_device
 
     writable_file(out)
     if out_dir:
@@ -241,17 +258,23 @@ class DefaultCommandGroup(GanzooGroup):
               help="Address to listen on; anything but loopback exposes the page to the network.")
 @click.option("--tracks", type=click.Path(exists=True, dir_okay=False),
               help="A features CSV (track_id or uri column) for looking tracks up by id.")
+@click.option("--track-ids", type=RegistryChoice("track_ids"),
+              help="The track id plugin that reads --tracks [default: the default one, spotify].")
 @click.option("--device", default="auto", show_default=True)
-def studio(checkpoint, port, host, tracks, device):
+def studio(checkpoint, port, host, tracks, track_ids, device):
     """Serve a page with one slider per condition of CHECKPOINT (a checkpoint or run folder) and a grid of
     covers that follows them."""
     from werkzeug.serving import make_server
 
+    from ganzoo.context import resolve_device
+    from ganzoo.plugins import get_registry
     from ganzoo.sampling import load_sampler
     from ganzoo.studio import Studio, create_app
-    from ganzoo.train import resolve_device
+    from ganzoo.tracks import read_tracks
 
-    app = create_app(Studio(load_sampler(checkpoint, resolve_device(device)), tracks))
+    registry = get_registry()
+    sampler = load_sampler(checkpoint, resolve_device(device), registry)
+    app = create_app(Studio(sampler, read_tracks(tracks, registry, track_ids)))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     try:
         listener = socket.create_server((host, port))
@@ -271,42 +294,68 @@ def bench():
     """Score samples: `ganzoo bench SOURCE --metric fid ...`, or rank runs: `ganzoo bench compare RUN...`."""
 
 
+def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
+    """``options.NAME.field=value`` assignments (``--set``) as a dict of options by component name."""
+    from ganzoo.config import apply_override
+
+    data: dict = {}
+    for assignment in assignments:
+        if not assignment.startswith("options."):
+            raise GanzooError(f"--set here takes component options, options.NAME.field=value, not {assignment!r}")
+        apply_override(data, assignment)
+    options = data.get("options", {})
+    bad = [name for name, value in options.items() if not isinstance(value, dict)]
+    if bad:
+        raise GanzooError(f"--set options.{bad[0]} needs a field: options.{bad[0]}.FIELD=VALUE")
+    return options
+
+
 @bench.command("run")
 @click.argument("source")
 @click.option("--metric", "metrics", multiple=True, default=("fid",), show_default=True,
-              type=click.Choice(["fid", "kid", "is", "pr", "cond"]), help="Repeat for several.")
-@click.option("--ref", default="synthcovers", show_default=True,
-              help="Real images: a dataset name, a prepared store or an image folder.")
-@click.option("--generated", "-n", type=click.IntRange(min=2), default=5000, show_default=True,
+              type=RegistryChoice("metric"), help="A metric plugin; repeat for several.")
+@click.option("--ref", help="Real images: a dataset name, a prepared store or an image folder [default: the "
+                            "default dataset].")
+@click.option("--generated", "-n", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Images to generate (or to take from SOURCE).")
-@click.option("--real", type=click.IntRange(min=2), default=5000, show_default=True,
+@click.option("--real", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Reference images (all of them if the reference has fewer).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--size", type=click.Choice(["32", "64", "128"]),
-              help="Image size for non-checkpoint sources [default: 64].")
-@click.option("--extractor", default="inception", show_default=True, help="Feature extractor plugin.")
+@click.option("--size", type=click.IntRange(8, 4096),
+              help="Image size for a source that is not a checkpoint [default: the source's or reference's store].")
+@click.option("--extractor", type=RegistryChoice("feature_extractor"),
+              help="Feature extractor plugin [default: the default extractor].")
 @click.option("--extractor-weights", type=click.Path(exists=True, dir_okay=False),
-              help="torch-fidelity's Inception weights file (enables --metric is).")
+              help="A weights file for the extractor (sets options.EXTRACTOR.weights; inception: torch-fidelity's "
+                   "weights-inception-2015-12-05-6726825d.pth).")
+@click.option("--set", "overrides", multiple=True, metavar="options.NAME.FIELD=VALUE",
+              help="Options of a metric, the extractor or a dataset, e.g. --set options.kid.subset_size=500.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="bench.json", show_default=True,
               help="JSON file for the scores and their protocol.")
-def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extractor_weights, device, out):
+def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extractor_weights, overrides, device,
+              out):
     """Score SOURCE (a checkpoint or run folder, a store, an image folder or a dataset name)."""
     from ganzoo.bench import run_bench
-    from ganzoo.train import resolve_device
+    from ganzoo.context import resolve_device
+    from ganzoo.plugins import get_registry
 
     writable_file(out)
-    options = {"weights": extractor_weights} if extractor_weights else {}
+    options = component_options(overrides)
+    if extractor_weights:
+        name = extractor or get_registry().default("feature_extractor").name
+        options.setdefault(name, {})["weights"] = extractor_weights
     result = run_bench(source, tuple(dict.fromkeys(metrics)), ref, generated, real, seed, extractor, options,
-                       resolve_device(device), image_size=int(size) if size else None)
+                       resolve_device(device), image_size=size)
     scores, protocol = result["scores"], result["protocol"]
     for warning in protocol["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo("| metric | value |\n| --- | --- |")
     for name, value in scores.items():
-        if name == "cond":
-            for feature, fit in value.items():
-                click.echo(f"| cond {feature} | spearman {fit['spearman']:.3f}, R2 {fit['r2']:.3f} |")
+        if isinstance(value, dict):
+            for key, fit in value.items():
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in fit.items()) if isinstance(fit, dict) else f"{fit:.4f}"
+                click.echo(f"| {name} {key} | {shown} |")
         else:
             click.echo(f"| {name} | {value:.4f} |")
     if "generated_images" in protocol:
@@ -321,16 +370,20 @@ def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extr
 
 @bench.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--metric", default="fid", show_default=True)
+@click.option("--metric", default="fid", show_default=True, type=RegistryChoice("metric"),
+              help="The metric the runs evaluated during training (eval_metrics), ranked by its primary score.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a plot of the metric against steps (PNG).")
 @click.option("--allow-mixed-protocols", is_flag=True, help="Rank runs measured under different protocols.")
 def bench_compare(runs, metric, plot, allow_mixed_protocols):
     """Rank training runs (trained with --set eval_every=N) by their best score; markdown on stdout."""
-    from ganzoo.bench import leaderboard, read_run_scores
+    from ganzoo.bench import leaderboard, primary_score, read_run_scores
+    from ganzoo.plugins import get_registry
 
+    key, lower_is_better = primary_score(metric, get_registry())
     scores = [read_run_scores(run, metric) for run in runs]
-    click.echo(leaderboard(scores, metric, allow_mixed_protocols))
+    click.echo(leaderboard(scores, metric, allow_mixed_protocols, lower_is_better))
     if plot:
+        writable_file(plot)
         try:
             import matplotlib
             matplotlib.use("Agg")
@@ -340,7 +393,7 @@ def bench_compare(runs, metric, plot, allow_mixed_protocols):
         figure, axes = plt.subplots(figsize=(7, 4))
         for run in scores:
             axes.plot(run.steps, run.values, marker="o", label=f"{Path(run.run).name} ({run.recipe})")
-        axes.set(xlabel="generator step", ylabel=metric.upper(), title=f"{metric.upper()} against steps")
+        axes.set(xlabel="generator step", ylabel=key.split("/", 1)[1], title=f"{metric} against steps")
         axes.legend()
         figure.tight_layout()
         figure.savefig(plot, dpi=120)
@@ -350,20 +403,36 @@ def bench_compare(runs, metric, plot, allow_mixed_protocols):
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json):
-    """List loaded plugins, their versions and the components each registers."""
+    """List plugins, their versions and what each registers (with its options' defaults); plugins that failed to
+    load are listed with the reason."""
     from ganzoo.plugins import get_registry
 
     registry = get_registry()
-    listing = [{"name": info.name, "version": info.version,
-                "components": [{"kind": c.kind, "name": c.name} for c in info.components]}
+    cli.add_plugin_commands()
+    listing = [{"name": info.name, "version": info.version, "error": info.error,
+                "components": [{"kind": c.kind, "name": c.name, "default": c.default, "description": c.description,
+                                "options": {k: jsonable(v) for k, v in c.option_defaults().items()}}
+                               for c in info.components]}
                for info in registry.plugins.values()]
     if as_json:
         click.echo(json.dumps(listing, indent=2))
-        return
-    for plugin in listing:
-        click.echo(f"{plugin['name']} {plugin['version'] or ''}".rstrip())
-        for component in plugin["components"]:
-            click.echo(f"  {component['kind']}: {component['name']}")
+    else:
+        for plugin in listing:
+            click.echo(f"{plugin['name']} {plugin['version'] or ''}".rstrip())
+            if plugin["error"]:
+                click.echo(f"  failed to load: {plugin['error']}")
+            for component in plugin["components"]:
+                default = " (default)" if component["default"] else ""
+                about = f" - {component['description']}" if component["description"] else ""
+                click.echo(f"  {component['kind'].replace('_', ' ')}: {component['name']}{default}{about}")
+                if component["options"]:
+                    click.echo("    options: " + ", ".join(f"{k}={v}" for k, v in component["options"].items()))
+    for info in registry.failures():
+        click.echo(f"ganzoo: plugin {info.name!r} failed to load: {info.error}", err=True)
+
+
+def jsonable(value):
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
 
 
 @cli.group(cls=PluginCommandsGroup)
@@ -373,7 +442,7 @@ def data():
 
 @data.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("--size", type=click.Choice(["32", "64", "128"]), default="64", show_default=True)
+@click.option("--size", type=click.IntRange(8, 4096), default=64, show_default=True, help="Image side in pixels.")
 @click.option("--metadata", type=click.Path(exists=True, dir_okay=False),
               help="CSV with a 'file' column (name or relative path) joined onto the images "
                    "[default: FOLDER/metadata.csv, if there is one].")
@@ -388,7 +457,7 @@ def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplic
     skipped, with counts. A Spotify collection folder packs with its covers' audio features."""
     from ganzoo.data.prepare import format_counts, prepare as prepare_store
 
-    store, report = prepare_store(folder, int(size), metadata, out, workers,
+    store, report = prepare_store(folder, size, metadata, out, workers,
                                   max_hash_distance=None if keep_duplicates else max_hash_distance)
     click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
     click.echo(f"  kept {report['kept']} of {report['files']} files")

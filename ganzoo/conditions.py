@@ -10,7 +10,7 @@ import torch
 
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import Condition, Metadata
-from ganzoo.plugins import Registry
+from ganzoo.plugins import Registry, first_line
 
 NEAREST_ROWS = 32
 """Rows a request draws its unspecified features from: the training rows nearest to the requested values."""
@@ -19,12 +19,23 @@ SWEEP_PERCENTILES = (1, 99)
 """A continuous sweep runs between these percentiles of the training data."""
 
 
+def build_conditions(names: list[str], options: Mapping[str, dict], registry: Registry) -> dict[str, Condition]:
+    """The named condition plugins, built from their options, in config order."""
+    return {name: registry.create("condition", name, options.get(name)) for name in names}
+
+
 def fit_conditions(names: list[str], options: Mapping[str, dict], registry: Registry, metadata: Metadata,
                    ) -> dict[str, Condition]:
     """Build the named condition plugins and fit each to the training table, in config order."""
-    conditions = {name: registry.get("condition", name).factory(dict(options.get(name, {}))) for name in names}
-    for condition in conditions.values():
-        condition.fit(metadata)
+    conditions = build_conditions(names, options, registry)
+    for name, condition in conditions.items():
+        try:
+            condition.fit(metadata)
+        except GanzooError:
+            raise
+        except Exception as error:
+            raise GanzooError(f"{registry.get('condition', name).label} failed to fit the training table: "
+                              f"{type(error).__name__}: {first_line(error)}") from None
     return conditions
 
 
@@ -39,7 +50,7 @@ def condition_record(conditions: Mapping[str, Condition], metadata: Metadata) ->
 def restore_conditions(names: list[str], options: Mapping[str, dict], registry: Registry,
                        states: Mapping[str, dict]) -> dict[str, Condition]:
     """The named conditions with the fitted state a checkpoint kept, in config order."""
-    conditions = {name: registry.get("condition", name).factory(dict(options.get(name, {}))) for name in names}
+    conditions = build_conditions(names, options, registry)
     for name, condition in conditions.items():
         condition.load_state(states[name])
     return conditions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 import yaml
@@ -26,15 +26,24 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    name: str = Field("synthcovers", description="a dataset plugin name, a prepared store or an image folder")
-    image_size: Literal[32, 64, 128] = 64
-    count: int = Field(8192, gt=0, description="images to synthesise (procedural datasets)")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    name: str | None = Field(None, description="a dataset plugin, a prepared store or an image folder "
+                                               "(default: the default dataset plugin)")
+    image_size: int = Field(64, ge=8, le=4096, description="side of the square images, in pixels; the "
+                                                          "architecture says which sizes it can build")
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def moved_fields(cls, data: Any) -> Any:
+        moved = sorted({"count", "seed"} & set(data)) if isinstance(data, dict) else []
+        if moved:
+            raise ValueError(f"data.{moved[0]} is an option of the dataset plugin now: set "
+                             f"options.<dataset>.{moved[0]} (options.synthcovers.{moved[0]} for the default)")
+        return data
 
 
 class ModelConfig(Strict):
     latent_dim: int = Field(128, gt=0)
-    width: int = Field(64, gt=0, description="channels of the widest-resolution layer")
+    width: int = Field(64, gt=0, description="channels of the widest-resolution layer (ArchitectureSpec.width)")
 
 
 class TrainConfig(Strict):
@@ -50,9 +59,12 @@ class TrainConfig(Strict):
     log_every: int = Field(10, gt=0)
     sample_every: int = Field(200, gt=0)
     checkpoint_every: int = Field(500, gt=0)
-    eval_every: int | None = Field(None, gt=0, description="log FID against the training data every N steps")
+    eval_every: int | None = Field(None, gt=0, description="evaluate eval_metrics against the training data "
+                                                           "every N steps")
     eval_images: int = Field(1000, gt=1, description="real and generated images per evaluation")
-    eval_extractor: str = Field("inception", description="feature extractor plugin for evaluations")
+    eval_metrics: list[str] = Field(["fid"], min_length=1, description="metric plugins evaluated during training")
+    eval_extractor: str | None = Field(None, description="feature extractor plugin for evaluations (default: "
+                                                         "the default extractor)")
     device: str = "auto"
     channels_last: bool = Field(True, description="NHWC memory format (measured faster on CPU: benchmarks/)")
     amp: bool = Field(False, description="bf16 autocast for forward passes (meant for CUDA; losses in fp32)")

@@ -2,13 +2,18 @@
 
 Shapes: images are float tensors (B, C, S, S) in [-1, 1]; latents ``z`` are (B, latent_dim); conditions ``c`` are
 (B, condition_dim) float tensors, or ``None`` for an unconditional model.
+
+Every recipe component (loss, latent optimiser, auxiliary, augmentation) may keep state: ``state_dict()``
+returns it as tensors and plain data, and ``load_state_dict()`` restores it; checkpoints carry it, so a
+stateful component resumes exactly. The defaults keep nothing.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
@@ -16,28 +21,49 @@ from torch import nn
 
 from ganzoo.errors import GanzooError
 
+if TYPE_CHECKING:
+    from ganzoo.context import RunContext
+
 Metadata = dict[str, np.ndarray]
 """A metadata table: column name -> array with one entry per image."""
+
+Terms = dict[str, torch.Tensor]
+"""Named scalar loss terms. The engine sums them, backpropagates the sum and logs each term by name."""
+
+
+class Stateful:
+    """State a component keeps between steps (a lazy regulariser's counter, an adaptive probability)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise GanzooError(f"{type(self).__name__} keeps no state, but the checkpoint holds some for it")
 
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
-    """What the engine asks an architecture factory to build.
+    """What the engine asks an architecture to build.
 
-    ``aux_outputs`` names the auxiliary outputs the critic must return (name -> width), requested by auxiliary
-    objectives such as ACGAN. ``critic_batchnorm`` is False when the loss forbids batch statistics in the critic
-    (a gradient penalty is per sample, so Gulrajani et al. remove batch norm from the critic).
+    ``width`` is ``model.width``: the channels of the widest-resolution layer, the one size knob every
+    architecture shares (architectures take no ``width`` option of their own). ``aux_outputs`` names the extra
+    outputs the critic must return (name -> width), requested by auxiliary objectives such as ACGAN.
+    ``critic_batchnorm`` is False when the loss forbids batch statistics in the critic (a gradient penalty is
+    per sample, so Gulrajani et al. remove batch norm from the critic).
     """
 
     image_size: int
     latent_dim: int
+    width: int = 64
     channels: int = 3
     condition_dim: int = 0
     aux_outputs: dict[str, int] = field(default_factory=dict)
     critic_batchnorm: bool = True
 
     def __post_init__(self):
-        for name, least in (("image_size", 1), ("latent_dim", 1), ("channels", 1), ("condition_dim", 0)):
+        for name, least in (("image_size", 1), ("latent_dim", 1), ("width", 1), ("channels", 1),
+                            ("condition_dim", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name} must be a whole number of at least {least}, not {value!r}")
@@ -59,48 +85,105 @@ class Generator(nn.Module):
 
 @dataclass
 class CriticOutput:
-    """The critic's verdict: ``score`` (B,) for the adversarial loss, ``aux`` the named auxiliary outputs."""
+    """The critic's verdict: ``score`` (B,) for the adversarial loss, ``aux`` the named extra outputs (B, width).
+    The engine hands losses and auxiliaries these in float32, whatever precision the forward pass ran in."""
 
     score: torch.Tensor
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def float(self) -> CriticOutput:
+        return CriticOutput(self.score.float(), {name: value.float() for name, value in self.aux.items()})
+
 
 class Critic(nn.Module):
-    """``D(x, c) -> CriticOutput``: one adversarial score per image plus the auxiliary outputs of its spec."""
+    """``D(x, c) -> CriticOutput``: one adversarial score per image plus the extra outputs of its spec."""
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
         raise NotImplementedError
 
 
-Terms = dict[str, torch.Tensor]
-"""Named scalar loss terms. The engine sums them, backpropagates the sum and logs each term by name."""
+class Architecture(ABC):
+    """A generator/critic pair and what it supports. The engine checks a run against ``image_sizes``,
+    ``conditional`` and ``extra_outputs`` before building, and the built networks' outputs after.
+
+    ``image_sizes``: the sizes it can build (any collection: a tuple, a ``range``). ``conditional``: whether the
+    networks take conditions (if not, a run with conditions is refused). ``extra_outputs``: whether the critic
+    can return the extra outputs auxiliaries ask for.
+    """
+
+    image_sizes: Collection[int] = (32, 64, 128)
+    conditional: bool = True
+    extra_outputs: bool = True
+
+    @abstractmethod
+    def build(self, spec: ArchitectureSpec) -> tuple[Generator, Critic]:
+        """A freshly initialised (generator, critic) for ``spec``."""
+
+    def critic_blocks(self, critic: Critic) -> list[nn.Module]:
+        """The critic's blocks from input to output, for freezing the first k when fine-tuning (FreezeD);
+        the default has none, so freezing is refused."""
+        return []
 
 
-class AdversarialLoss(ABC):
+@dataclass
+class Batch:
+    """What a phase hands every component: one record per critic or generator update.
+
+    ``phase`` is "critic" or "generator". ``real`` and ``real_out`` are set in the critic phase, and in the
+    generator phase when the loss asks for them (``AdversarialLoss.generator_needs_real``); ``fake`` is
+    detached in the critic phase. ``condition`` conditions both (the generator phase's are the conditions the
+    fakes were generated for). ``critic`` may be called again (regularisers); in the generator phase it is the
+    critic with its parameters frozen, in train mode. ``step`` counts finished generator steps; ``iteration``
+    is the critic update within the step (0 in the generator phase).
+    """
+
+    phase: Literal["critic", "generator"]
+    fake: torch.Tensor
+    fake_out: CriticOutput
+    condition: torch.Tensor | None
+    critic: Callable[[torch.Tensor, torch.Tensor | None], CriticOutput]
+    context: RunContext
+    step: int
+    iteration: int = 0
+    real: torch.Tensor | None = None
+    real_out: CriticOutput | None = None
+
+    def per_sample_rand(self, *shape: int) -> torch.Tensor:
+        """Uniform noise (B, *shape) for this batch's samples: the rows one process would draw for them, so
+        data-parallel ranks draw alike (the gradient penalty's interpolation uses it)."""
+        return self.context.per_sample_rand(self.fake.shape[0], *shape, device=self.fake.device,
+                                            dtype=self.fake.dtype)
+
+
+class AdversarialLoss(Stateful, ABC):
     """An adversarial objective: the critic and generator terms plus the optimisers it was designed with.
 
-    ``n_critic`` critic steps run per generator step. Set ``allows_critic_batchnorm`` to False when a term
-    (such as a gradient penalty) must see each sample independently.
+    ``n_critic`` critic updates run per generator update. ``allows_critic_batchnorm`` is False when a term
+    (such as a gradient penalty) must see each sample independently. ``generator_needs_real`` asks for a real
+    batch and its critic output in the generator phase (relativistic losses). ``critic_input_gradients`` makes
+    the real and fake images of the critic phase require gradients before the critic sees them, so that R1/R2
+    penalties can differentiate the same forward pass.
     """
 
     n_critic: int = 1
     allows_critic_batchnorm: bool = True
+    generator_needs_real: bool = False
+    critic_input_gradients: bool = False
 
     @abstractmethod
     def optimisers(self, generator: Generator, critic: Critic) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """Return (generator optimiser, critic optimiser)."""
 
     @abstractmethod
-    def critic_terms(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None,
-                     real_out: CriticOutput, fake_out: CriticOutput) -> Terms:
-        """Terms the critic minimises. ``fake`` is detached; ``critic`` may be called again (regularisers)."""
+    def critic_terms(self, batch: Batch) -> Terms:
+        """Terms the critic minimises."""
 
     @abstractmethod
-    def generator_terms(self, fake_out: CriticOutput) -> Terms:
-        """Terms the generator minimises, from the critic's verdict on generated images."""
+    def generator_terms(self, batch: Batch) -> Terms:
+        """Terms the generator minimises."""
 
 
-class LatentOptimiser(ABC):
+class LatentOptimiser(Stateful, ABC):
     """Moves latents before they are used, as LOGAN does. ``applies_to`` names the phases that use the result:
     a subset of {"critic", "generator"}."""
 
@@ -112,21 +195,37 @@ class LatentOptimiser(ABC):
         """Return the new latents, detached: no gradient may reach G or D through this step."""
 
 
-class Auxiliary(ABC):
-    """An auxiliary objective on named critic outputs (an ACGAN head, for example)."""
+class Auxiliary(Stateful, ABC):
+    """An auxiliary objective on named extra critic outputs (an ACGAN head, for example)."""
 
     @abstractmethod
     def outputs(self, conditions: Mapping[str, Condition]) -> dict[str, int]:
-        """The auxiliary critic outputs this objective needs: name -> width. Called once when the model is built,
+        """The extra critic outputs this objective needs: name -> width. Called once when the model is built,
         with the run's conditions by name, in the order their encodings are concatenated."""
 
     @abstractmethod
-    def critic_terms(self, real_out: CriticOutput, real_condition: torch.Tensor | None) -> Terms:
-        """Terms the critic minimises, computed on real images and their conditions."""
+    def critic_terms(self, batch: Batch) -> Terms:
+        """Terms the critic minimises."""
 
     @abstractmethod
-    def generator_terms(self, fake_out: CriticOutput, condition: torch.Tensor | None) -> Terms:
-        """Terms the generator minimises for images generated with ``condition``."""
+    def generator_terms(self, batch: Batch) -> Terms:
+        """Terms the generator minimises."""
+
+
+class Augmentation(Stateful, ABC):
+    """A differentiable augmentation of every image batch the critic sees, real and fake alike, in both phases
+    (gradients flow through it to the generator)."""
+
+    @abstractmethod
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """The augmented batch, same shape; differentiable with respect to ``images``."""
+
+    def observe(self, batch: Batch) -> None:
+        """Called after every critic update with its record (ADA reads the overfitting signal here)."""
+
+    def statistics(self) -> dict[str, float]:
+        """Values to log beside the loss terms (ADA's probability)."""
+        return {}
 
 
 class Condition(ABC):
@@ -175,26 +274,10 @@ class Condition(ABC):
             raise GanzooError(f"{column} must be a number, not {text!r}") from None
 
 
-class FeatureExtractor(nn.Module):
-    """Image features for metrics: ``forward(images)`` maps uint8 images (B, 3, H, W) to float features
-    (B, num_features); it resizes and normalises as its network requires.
-
-    ``protocol`` describes what a score depends on (network, weights hash, input size, resize method) and is
-    recorded beside every score. ``logits`` gives classifier logits for the Inception Score where the network
-    has a classifier; the default raises a GanzooError saying so.
-    """
-
-    num_features: int
-    protocol: dict
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        raise GanzooError(f"feature extractor {self.protocol.get('extractor', type(self).__name__)!r} has no "
-                          "classifier, so it cannot compute the Inception Score")
-
-
 @dataclass
 class ImageData:
-    """A dataset: uint8 images (N, S, S, 3), possibly memory-mapped or sharded, and a metadata table with N rows.
+    """Images and their metadata: uint8 images (N, S, S, 3), possibly memory-mapped or sharded, and a metadata
+    table with N rows.
 
     ``fingerprint`` identifies the content (used in run folders and benchmark protocols). ``measure``, where the
     dataset has one, reads features back from uint8 images (N, S, S, 3) as metadata-like columns: the ``cond``
@@ -232,3 +315,104 @@ class ImageData:
         """``count`` rows drawn at random with replacement (the columns' joint distribution), seeded."""
         generator = torch.Generator().manual_seed(seed)
         return self.rows(torch.randint(len(self.images), (count,), generator=generator).numpy())
+
+
+class Dataset(ABC):
+    """A dataset plugin: ``image_sizes`` it can give (None: any size), and ``load`` to make or read the images.
+
+    ``load(image_size, wanted)``: ``wanted`` is how many images the caller would like (a benchmark's reference
+    count), which a procedural dataset may honour and a fixed one ignores (None: its own default).
+    ``memory(image_size, wanted)`` says how many bytes ``load`` will hold in memory, so the engine can refuse a
+    dataset that cannot fit before it is made (None: unknown or memory-mapped).
+    """
+
+    image_sizes: Collection[int] | None = None
+
+    @abstractmethod
+    def load(self, image_size: int, wanted: int | None = None) -> ImageData:
+        """The images at ``image_size`` px with their metadata."""
+
+    def memory(self, image_size: int, wanted: int | None = None) -> int | None:
+        return None
+
+
+class FeatureExtractor(nn.Module):
+    """Image features for metrics: ``forward(images)`` maps uint8 images (B, 3, H, W) to float features
+    (B, num_features); it resizes and normalises as its network requires.
+
+    ``protocol`` describes what a score depends on (network, weights hash, input size, resize method) and is
+    recorded beside every score. ``logits`` gives classifier logits (the Inception Score); an extractor without
+    a classifier keeps the default, which raises a GanzooError saying so.
+    """
+
+    num_features: int
+    protocol: dict
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        raise GanzooError(f"feature extractor {self.protocol.get('extractor', type(self).__name__)!r} has no "
+                          "classifier, so it cannot compute the Inception Score")
+
+
+@dataclass
+class MetricInputs:
+    """What a metric is computed from, filled in only with what it declared it needs (the rest None).
+
+    ``fake_features`` / ``real_features``: extractor features (N, F) in float64 of the generated (or source)
+    and reference images. ``fake_logits``: classifier logits of the generated images. ``sampler``: the
+    checkpoint's ``ganzoo.sampling.Sampler`` (conditional metrics generate their own covers). ``reference``: the
+    reference ImageData. ``count``: generated images asked for; ``seed``: the benchmark seed.
+    """
+
+    count: int
+    seed: int
+    fake_features: torch.Tensor | None = None
+    real_features: torch.Tensor | None = None
+    fake_logits: torch.Tensor | None = None
+    sampler: Any = None
+    reference: ImageData | None = None
+    requests: ImageData | None = None
+    """For conditional metrics: the table whose rows are requested (the training data, or the reference for an
+    unconditional checkpoint, which ignores them and so scores the chance level)."""
+
+
+class Metric(ABC):
+    """A score of generated images, for ``ganzoo bench`` and for evaluation during training.
+
+    Declare what it needs: ``needs_features`` (extractor features of generated and, with ``needs_reference``,
+    reference images), ``needs_logits`` (classifier logits of generated images), ``needs_sampler`` (a checkpoint
+    to generate from; such a metric cannot score an image folder). ``minimum_generated`` and ``minimum_real``
+    are the fewest images it can be computed from at all; ``lower_is_better`` orders leaderboards by its
+    ``primary`` score.
+    """
+
+    needs_features: bool = True
+    needs_reference: bool = True
+    needs_logits: bool = False
+    needs_sampler: bool = False
+    minimum_generated: int = 2
+    minimum_real: int = 2
+    primary: str = ""
+    lower_is_better: bool = True
+
+    @abstractmethod
+    def compute(self, inputs: MetricInputs) -> dict[str, Any]:
+        """Scores by name (a number, or a table such as cond's per-feature fits)."""
+
+    def protocol(self, inputs: MetricInputs) -> dict[str, Any]:
+        """Settings the scores depend on, recorded beside them (subset sizes, neighbourhoods)."""
+        return {}
+
+    def warnings(self, generated: int, real: int | None, num_features: int | None) -> list[str]:
+        """What scores from this few images cannot tell (printed, and kept in the protocol)."""
+        return []
+
+
+class TrackIds(ABC):
+    """Track identifiers in features files: ``columns`` that may hold them (first present wins), and ``parse``
+    turning a pasted id, URI or URL into the id (None when the text holds none)."""
+
+    columns: tuple[str, ...] = ()
+
+    @abstractmethod
+    def parse(self, text: str) -> str | None:
+        """The track id in ``text``, or None."""

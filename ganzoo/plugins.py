@@ -2,45 +2,73 @@
 
 Plugins are modules registered under the ``ganzoo`` entry-point group. ganzoo's own plugins load first, then
 third-party ones. ``GANZOO_LOAD_PLUGINS=name1,name2`` loads only the named entry points (built-ins included;
-an empty value loads none). A plugin that fails to import is reported on stderr and skipped.
+an empty value loads none). A plugin that fails to import, implements a hook that does not exist or raises
+while registering is left out; ``ganzoo plugins`` lists it with its error, and so does any error that names a
+component it might have provided.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
-from ganzoo import hookspecs
+from ganzoo import hookspecs, interfaces
+from ganzoo.config import parse_options
 from ganzoo.errors import GanzooError
 
 ENTRY_POINT_GROUP = "ganzoo"
 LOAD_PLUGINS_ENV = "GANZOO_LOAD_PLUGINS"
 
-KIND_HOOKS = {
-    "architecture": "register_architectures",
-    "loss": "register_losses",
-    "latent_optimiser": "register_latent_optimisers",
-    "auxiliary": "register_auxiliaries",
-    "condition": "register_conditions",
-    "dataset": "register_datasets",
-    "feature_extractor": "register_feature_extractors",
+KINDS = {
+    "architecture": ("register_architectures", interfaces.Architecture, "an architecture"),
+    "loss": ("register_losses", interfaces.AdversarialLoss, "a loss"),
+    "latent_optimiser": ("register_latent_optimisers", interfaces.LatentOptimiser, "a latent optimiser"),
+    "auxiliary": ("register_auxiliaries", interfaces.Auxiliary, "an auxiliary objective"),
+    "augmentation": ("register_augmentations", interfaces.Augmentation, "an augmentation"),
+    "condition": ("register_conditions", interfaces.Condition, "a condition"),
+    "dataset": ("register_datasets", interfaces.Dataset, "a dataset"),
+    "feature_extractor": ("register_feature_extractors", interfaces.FeatureExtractor, "a feature extractor"),
+    "metric": ("register_metrics", interfaces.Metric, "a metric"),
+    "track_ids": ("register_track_ids", interfaces.TrackIds, "a track id reader"),
 }
-RECIPE_KINDS = ("architecture", "loss", "latent_optimiser", "auxiliary")
-DEFAULT_ARCHITECTURE = "dcgan"
+"""Each kind: its hook, the interface its factories return, and how to name one in a sentence."""
+RECIPE_KINDS = ("architecture", "loss", "latent_optimiser", "auxiliary", "augmentation")
+HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("register_")}
 
 
 @dataclass
 class Component:
+    """One registered component: its factory, its options model (if it declared one) and its plugin."""
+
     name: str
     kind: str
     factory: Callable[..., Any]
     plugin: str
+    options: type[BaseModel] | None = None
+    description: str = ""
+    default: bool = False
+
+    @property
+    def label(self) -> str:
+        """``loss 'wgan' (plugin 'wgan')``: how errors name it."""
+        return f"{self.kind.replace('_', ' ')} {self.name!r} (plugin {self.plugin!r})"
+
+    def parse_options(self, options: dict[str, Any] | None) -> Any:
+        """The validated options model (or the raw dict for a component without one)."""
+        options = dict(options or {})
+        return parse_options(self.options, options, f"options.{self.name}") if self.options else options
+
+    def option_defaults(self) -> dict[str, Any]:
+        if self.options is None:
+            return {}
+        return {name: info.default for name, info in self.options.model_fields.items() if not info.is_required()}
 
 
 @dataclass
@@ -48,75 +76,151 @@ class PluginInfo:
     name: str
     version: str | None
     components: list[Component] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
 class Recipe:
-    """A training recipe: ``wgan``, ``wgan+logan``, ``mygan+wgan`` resolved to components."""
+    """A training recipe: ``wgan``, ``wgan+logan``, ``resnet+hinge+diffaug`` resolved to components."""
 
     text: str
     architecture: Component
     loss: Component
     latent_optimiser: Component | None
     auxiliaries: list[Component]
+    augmentations: list[Component]
+
+    @property
+    def components(self) -> list[Component]:
+        return [c for c in (self.architecture, self.loss, self.latent_optimiser, *self.auxiliaries,
+                            *self.augmentations) if c is not None]
 
 
 class Registry:
     """Every component the loaded plugins registered, by kind and name."""
 
-    def __init__(self, plugin_manager: pluggy.PluginManager, versions: dict[str, str | None]):
+    def __init__(self, plugin_manager: pluggy.PluginManager, plugins: dict[str, PluginInfo]):
         self.plugin_manager = plugin_manager
-        self.plugins: dict[str, PluginInfo] = {}
-        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KIND_HOOKS}
-        for kind, hook_name in KIND_HOOKS.items():
-            for impl in getattr(plugin_manager.hook, hook_name).get_hookimpls():
-                plugin_name = plugin_manager.get_name(impl.plugin) or impl.plugin_name
-                info = self.plugins.setdefault(plugin_name, PluginInfo(plugin_name, versions.get(plugin_name)))
-                impl.function(register=lambda name, factory, _k=kind, _p=info: self._add(_k, name, factory, _p))
-        for plugin in plugin_manager.get_plugins():
-            name = plugin_manager.get_name(plugin)
-            self.plugins.setdefault(name, PluginInfo(name, versions.get(name)))
+        self.plugins = plugins
+        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        for name, info in self.plugins.items():
+            plugin = plugin_manager.get_plugin(name)
+            if plugin is None:
+                continue
+            added: list[Component] = []
+            try:
+                for kind, (hook_name, _, _) in KINDS.items():
+                    for impl in getattr(plugin_manager.hook, hook_name).get_hookimpls():
+                        if impl.plugin is plugin:
+                            impl.function(register=self._register_function(kind, info, added))
+            except GanzooError:
+                raise
+            except Exception as error:  # a plugin that raises while registering is left out, not fatal
+                for component in added:
+                    del self.components[component.kind][component.name]
+                info.components.clear()
+                info.error = f"registering raised {type(error).__name__}: {first_line(error)}"
+        for kind in KINDS:
+            defaults = [c for c in self.components[kind].values() if c.default]
+            if len(defaults) > 1:
+                raise GanzooError(f"{len(defaults)} plugins claim the default {kind.replace('_', ' ')}: "
+                                  f"{', '.join(c.label for c in defaults)}; uninstall one, or choose plugins with "
+                                  f"{LOAD_PLUGINS_ENV}")
 
-    def _add(self, kind: str, name: str, factory: Callable[..., Any], plugin: PluginInfo) -> None:
-        namespace = RECIPE_KINDS if kind in RECIPE_KINDS else (kind,)
-        for other_kind in namespace:
-            existing = self.components[other_kind].get(name)
-            if existing is not None:
-                raise GanzooError(
-                    f"component name {name!r} is registered twice: as a {existing.kind} by plugin "
-                    f"{existing.plugin!r} and as a {kind} by plugin {plugin.name!r}; uninstall one, or choose "
-                    f"plugins with {LOAD_PLUGINS_ENV}")
-        component = Component(name, kind, factory, plugin.name)
-        self.components[kind][name] = component
-        plugin.components.append(component)
+    def _register_function(self, kind: str, info: PluginInfo, added: list[Component]):
+        def register(name: str, factory: Callable[..., Any], *, options: type[BaseModel] | None = None,
+                     description: str | None = None, default: bool = False) -> None:
+            if not isinstance(name, str) or not name or "+" in name or name != name.strip():
+                raise GanzooError(f"plugin {info.name!r} registered {KINDS[kind][2]} named {name!r}; names are "
+                                  "non-empty and hold no '+' or surrounding spaces")
+            if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
+                raise GanzooError(f"plugin {info.name!r} registered {name!r} with options={options!r}, which is "
+                                  "not a pydantic model class")
+            namespace = RECIPE_KINDS if kind in RECIPE_KINDS else (kind,)
+            for other_kind in namespace:
+                existing = self.components[other_kind].get(name)
+                if existing is not None:
+                    raise GanzooError(
+                        f"component name {name!r} is registered twice: as {KINDS[existing.kind][2]} by plugin "
+                        f"{existing.plugin!r} and as {KINDS[kind][2]} by plugin {info.name!r}; uninstall one, or "
+                        f"choose plugins with {LOAD_PLUGINS_ENV}")
+            doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+            component = Component(name, kind, factory, info.name, options,
+                                  description if description is not None else (doc[0] if doc else ""), default)
+            self.components[kind][name] = component
+            info.components.append(component)
+            added.append(component)
+        return register
 
     def add_commands(self, cli) -> None:
-        """Let each plugin add click commands to ``cli``; each new command is listed as the plugin's component."""
+        """Let each plugin add click commands to ``cli`` (or to one of its groups); each is listed as the
+        plugin's component."""
         for impl in self.plugin_manager.hook.register_commands.get_hookimpls():
-            plugin_name = self.plugin_manager.get_name(impl.plugin) or impl.plugin_name
-            info = self.plugins.setdefault(plugin_name, PluginInfo(plugin_name, None))
-            before = command_paths(cli)
-            impl.function(cli=cli)
-            after = command_paths(cli)
-            for path in sorted(set(after) - set(before)):
-                info.components.append(Component(path, "command", after[path], plugin_name))
+            info = self.plugins[self.plugin_manager.get_name(impl.plugin)]
+
+            def register(command, group: str | None = None, _info=info):
+                parent = cli
+                for part in (group or "").split():
+                    parent = parent.commands.get(part)
+                    if parent is None or not hasattr(parent, "add_command"):
+                        raise GanzooError(f"plugin {_info.name!r} adds a command to group {group!r}, which ganzoo "
+                                          "does not have")
+                if command.name in parent.commands:
+                    raise GanzooError(f"plugin {_info.name!r} adds command {command.name!r}, which "
+                                      f"`ganzoo {group or ''}` already has")
+                parent.add_command(command)
+                path = f"{group} {command.name}" if group else command.name
+                _info.components.append(Component(path, "command", command, _info.name))
+
+            impl.function(register=register)
 
     def get(self, kind: str, name: str) -> Component:
-        """The component of this kind and name, or an error listing close matches."""
+        """The component of this kind and name, or an error listing close matches and plugins that failed."""
         found = self.components[kind].get(name)
         if found is None:
-            raise GanzooError(unknown_name_message(kind.replace("_", " "), name, self.components[kind]))
+            raise GanzooError(self.unknown_name_message(kind.replace("_", " "), name, self.components[kind]))
         return found
+
+    def default(self, kind: str) -> Component:
+        """The component a plugin registered as this kind's default."""
+        for component in self.components[kind].values():
+            if component.default:
+                return component
+        raise GanzooError(f"no installed plugin provides a default {kind.replace('_', ' ')}; name one "
+                          f"(installed: {', '.join(sorted(self.components[kind])) or 'none'})")
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+        """Build a component from its options, checking that the factory kept its promise (the kind's
+        interface); whatever the factory raises is one line naming the plugin."""
+        component = self.get(kind, name)
+        parsed = component.parse_options(options)
+        try:
+            instance = component.factory(parsed)
+        except GanzooError:
+            raise
+        except Exception as error:
+            raise GanzooError(f"{component.label} failed to build: {type(error).__name__}: {first_line(error)}") \
+                from None
+        interface = KINDS[kind][1]
+        if not isinstance(instance, interface):
+            raise GanzooError(f"{component.label} broke its promise: its factory returned a "
+                              f"{type(instance).__name__}, not {KINDS[kind][2]} (ganzoo.{interface.__name__})")
+        return instance
 
     def recipe(self, text: str) -> Recipe:
         """Resolve a ``+``-joined recipe into one architecture, one loss, an optional latent optimiser and any
-        number of auxiliary objectives."""
+        number of auxiliary objectives and augmentations."""
         by_name = {name: c for kind in RECIPE_KINDS for name, c in self.components[kind].items()}
         chosen: dict[str, list[Component]] = {kind: [] for kind in RECIPE_KINDS}
         for part in text.split("+"):
             part = part.strip()
             if part not in by_name:
-                raise GanzooError(unknown_name_message(f"component in recipe {text!r}:", part, by_name))
+                raise GanzooError(self.unknown_name_message(f"component in recipe {text!r}:", part, by_name))
+            if by_name[part] in chosen[by_name[part].kind]:
+                raise GanzooError(f"recipe {text!r} names {part!r} twice")
             chosen[by_name[part].kind].append(by_name[part])
         for kind in ("architecture", "loss", "latent_optimiser"):
             if len(chosen[kind]) > 1:
@@ -125,21 +229,18 @@ class Registry:
         if not chosen["loss"]:
             losses = ", ".join(sorted(self.components["loss"])) or "none installed"
             raise GanzooError(f"recipe {text!r} names no adversarial loss; add one of: {losses}")
-        architecture = chosen["architecture"][0] if chosen["architecture"] else self.get(
-            "architecture", DEFAULT_ARCHITECTURE)
+        architecture = chosen["architecture"][0] if chosen["architecture"] else self.default("architecture")
         return Recipe(text=text, architecture=architecture, loss=chosen["loss"][0],
                       latent_optimiser=(chosen["latent_optimiser"] or [None])[0],
-                      auxiliaries=chosen["auxiliary"])
+                      auxiliaries=chosen["auxiliary"], augmentations=chosen["augmentation"])
 
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.plugins.values() if info.error]
 
-def command_paths(group, prefix: str = "") -> dict[str, Any]:
-    """Every command under a click group by its full path, e.g. ``data spotify collect``."""
-    paths = {}
-    for name, command in getattr(group, "commands", {}).items():
-        path = f"{prefix}{name}"
-        paths[path] = command
-        paths.update(command_paths(command, path + " "))
-    return paths
+    def unknown_name_message(self, what: str, name: str, known) -> str:
+        message = unknown_name_message(what, name, known)
+        failed = "; ".join(f"plugin {info.name!r} failed to load: {info.error}" for info in self.failures())
+        return f"{message}; {failed}" if failed else message
 
 
 def unknown_name_message(what: str, name: str, known) -> str:
@@ -149,11 +250,26 @@ def unknown_name_message(what: str, name: str, known) -> str:
     return f"unknown {what} {name!r}{hint} (known: {listing}; see `ganzoo plugins`)"
 
 
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def _entry_points() -> list[importlib_metadata.EntryPoint]:
     points = list(importlib_metadata.entry_points(group=ENTRY_POINT_GROUP))
     builtin = [ep for ep in points if ep.dist is not None and ep.dist.name == "ganzoo"]
     third_party = [ep for ep in points if ep not in builtin]
     return builtin + third_party
+
+
+def misspelt_hooks(manager: pluggy.PluginManager, plugin) -> str | None:
+    """Why a registered plugin cannot be used because of its hook names, or None."""
+    for caller in manager.get_hookcallers(plugin) or []:
+        if caller.spec is None:
+            close = difflib.get_close_matches(caller.name, sorted(HOOK_NAMES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"it implements {caller.name!r}, which is not a ganzoo hook{hint}"
+    return None
 
 
 def load_plugins(extra_plugins: dict[str, object] | None = None) -> Registry:
@@ -162,30 +278,37 @@ def load_plugins(extra_plugins: dict[str, object] | None = None) -> Registry:
     manager.add_hookspecs(hookspecs)
     allowed = os.environ.get(LOAD_PLUGINS_ENV)
     allowed_names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    versions: dict[str, str | None] = {}
+    infos: dict[str, PluginInfo] = {}
     entry_points = _entry_points()
     unknown = sorted((allowed_names or set()) - {entry_point.name for entry_point in entry_points})
     if unknown:
         installed = ", ".join(sorted({entry_point.name for entry_point in entry_points})) or "none"
         raise GanzooError(f"{LOAD_PLUGINS_ENV} names {', '.join(map(repr, unknown))}, which no installed plugin is "
                           f"called (installed: {installed})")
+    candidates = []
     for entry_point in entry_points:
-        if allowed_names is not None and entry_point.name not in allowed_names:
+        if (allowed_names is not None and entry_point.name not in allowed_names) or entry_point.name in infos:
             continue
-        if manager.has_plugin(entry_point.name):
-            continue
+        info = infos[entry_point.name] = PluginInfo(entry_point.name,
+                                                     entry_point.dist.version if entry_point.dist else None)
         try:
-            module = entry_point.load()
-            manager.register(module, name=entry_point.name)
+            candidates.append((info, entry_point.load()))
         except Exception as error:  # a broken plugin must not take the others down
-            print(f"ganzoo: plugin {entry_point.name!r} failed to load: {type(error).__name__}: {error}",
-                  file=sys.stderr)
-            continue
-        versions[entry_point.name] = entry_point.dist.version if entry_point.dist else None
+            info.error = f"importing it raised {type(error).__name__}: {first_line(error)}"
     for name, plugin in (extra_plugins or {}).items():
-        manager.register(plugin, name=name)
-        versions[name] = getattr(plugin, "__version__", None)
-    return Registry(manager, versions)
+        info = infos[name] = PluginInfo(name, getattr(plugin, "__version__", None))
+        candidates.append((info, plugin))
+    for info, plugin in candidates:
+        try:
+            manager.register(plugin, name=info.name)
+        except pluggy.PluginValidationError as error:
+            info.error = f"its hooks do not match ganzoo's: {first_line(error)}"
+            continue
+        problem = misspelt_hooks(manager, plugin)
+        if problem:
+            manager.unregister(plugin)
+            info.error = problem
+    return Registry(manager, infos)
 
 
 _registry: Registry | None = None

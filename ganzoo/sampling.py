@@ -13,8 +13,10 @@ from ganzoo.checkpoint import checkpoint_config, field, load_checkpoint, load_we
 from ganzoo.conditions import (UNCONDITIONAL, column_summary, condition_for, encode, fit_conditions, given_rows,
                                requested_rows, restore_conditions, sweep_values)
 from ganzoo.config import TrainConfig
+from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import ArchitectureSpec, Condition, Critic, Generator, ImageData, Metadata
+from ganzoo.model import build_networks
 from ganzoo.plugins import Registry, get_registry
 
 
@@ -24,28 +26,32 @@ def checkpoint_spec(state: dict[str, Any], config: TrainConfig) -> ArchitectureS
         spec = ArchitectureSpec(**field(state, "spec", dict))
     except (TypeError, ValueError) as error:
         raise GanzooError(f"checkpoint is not usable: its 'spec' is malformed ({error})") from None
-    if (spec.image_size, spec.latent_dim) != (config.data.image_size, config.model.latent_dim):
+    if (spec.image_size, spec.latent_dim, spec.width) != (config.data.image_size, config.model.latent_dim,
+                                                          config.model.width):
         raise GanzooError("checkpoint is not usable: its spec and config disagree on the image size or latent size")
     return spec
 
 
-def build_networks(state: dict[str, Any], registry: Registry) -> tuple[Generator, Critic]:
+def checkpoint_networks(state: dict[str, Any], registry: Registry) -> tuple[Generator, Critic]:
     """A fresh generator and critic of the architecture, options and spec a checkpoint was trained with."""
     config = checkpoint_config(state)
-    architecture = registry.recipe(config.recipe).architecture
-    options = {"width": config.model.width, **config.options.get(architecture.name, {})}
-    return architecture.factory(checkpoint_spec(state, config), options)
+    component = registry.recipe(config.recipe).architecture
+    architecture = registry.create("architecture", component.name, config.options.get(component.name))
+    return build_networks(architecture, checkpoint_spec(state, config), component.label)
 
 
 def load_generator(path: str | Path, device: torch.device, registry: Registry | None = None,
                    ) -> tuple[Generator, dict[str, Any]]:
     """The checkpoint's EMA generator in eval mode, and the checkpoint's state."""
     state = load_checkpoint(path)
-    generator, _ = build_networks(state, registry or get_registry())
+    generator, _ = checkpoint_networks(state, registry or get_registry())
     prefix = "module."
     load_weights(generator, {k[len(prefix):]: v for k, v in field(state, "ema", dict).items()
                              if k.startswith(prefix)}, "generator")
     return generator.to(device).eval(), state
+
+
+QUANTISATION = "generated images rounded to uint8: round((x + 1) * 127.5), ganzoo.sampling.to_uint8"
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -126,8 +132,6 @@ class Sampler:
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:
     """A Sampler for a checkpoint. For a conditional model the training data is opened when it is at hand; the
     conditions come from the checkpoint's record, or are fitted to that data for checkpoints without one."""
-    from ganzoo.data.sources import open_dataset
-
     registry = registry or get_registry()
     generator, state = load_generator(path, device, registry)
     config = checkpoint_config(state)
@@ -138,7 +142,7 @@ def load_sampler(path: str | Path, device: torch.device, registry: Registry | No
     if not isinstance(record, dict):
         raise GanzooError("checkpoint is not usable: its 'conditions' record is malformed")
     try:
-        data = open_dataset(config.data, registry, progress=False)
+        data = open_dataset(config.data.name, config.data.image_size, registry, config.options, progress=False)
     except GanzooError:
         if record.get("states") is None:
             raise

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -8,23 +9,40 @@ import pytest
 from ganzoo.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"data": {"image_size": 32, "count": 128}, "model": {"width": 8, "latent_dim": 16}, "batch_size": 16,
+TINY = {"data": {"image_size": 32}, "model": {"width": 8, "latent_dim": 16}, "batch_size": 16,
         "steps": 4, "log_every": 1, "sample_every": 2, "checkpoint_every": 2,
-        "options": {"wgan": {"n_critic": 2}}}
-TINY_FLAGS = ["--set", "data.image_size=32", "--set", "data.count=128", "--set", "model.width=8",
-              "--set", "model.latent_dim=16", "--set", "batch_size=16", "--set", "options.wgan.n_critic=2"]
+        "options": {"wgan": {"n_critic": 2}, "synthcovers": {"count": 128}}}
+STORE_FLAGS = ["--set", "data.image_size=32", "--set", "model.width=8", "--set", "model.latent_dim=16",
+               "--set", "batch_size=16", "--set", "options.wgan.n_critic=2"]
+"""Tiny model and batch settings for training on a store or folder."""
+TINY_FLAGS = [*STORE_FLAGS, "--set", "options.synthcovers.count=128"]
+"""The same on 128 synthcovers."""
 
 
 def tiny_config(**changes):
-    merged = {**TINY, **changes}
-    return build_config(merged)
+    """The tiny test config with ``changes``; ``options`` are merged per component (a changed component's
+    options replace its tiny ones), and a run on another dataset drops synthcovers' options."""
+    options = {**TINY["options"], **changes.pop("options", {})}
+    if changes.get("data", {}).get("name") not in (None, "synthcovers"):
+        options.pop("synthcovers", None)
+    return build_config({**TINY, **changes, "options": options})
 
 
 def run_ganzoo(*args, env=None, cwd=None, timeout=300):
-    """Run the real CLI in a subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ganzoo", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    """Run the real CLI: in a subprocess when the test needs its own environment, working folder or processes
+    (``env``, ``cwd``, ``--nproc``), otherwise in this process, which spares an interpreter start-up per call.
+    Returns what ``subprocess.run`` would: ``returncode``, ``stdout``, ``stderr`` (with the traceback of an
+    unexpected exception, as the real process would print it)."""
+    args = [str(a) for a in args]
+    if env is not None or cwd is not None or "--nproc" in args:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run([sys.executable, "-m", "ganzoo", *args], capture_output=True, text=True,
+                              env=full_env, cwd=cwd, timeout=timeout)
+    result = invoke(*args)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +70,34 @@ def assert_user_error(result, *fragments):
     for fragment in fragments:
         assert fragment in errors[0], detail
     return errors[0]
+
+
+def make_batch(phase, critic, fake, real=None, condition=None, step=0):
+    """The record the engine hands a loss or auxiliary for one update, with the critic's outputs on ``fake``
+    (and ``real``, when given) computed by ``critic``."""
+    from ganzoo.context import RunContext
+    from ganzoo.interfaces import Batch
+
+    real_out = critic(real, condition) if real is not None else None
+    return Batch(phase, fake, critic(fake, condition), condition, critic, RunContext(), step, 0, real, real_out)
+
+
+def dcgan(spec, **options):
+    """dcgan's (generator, critic) for ``spec``, built through its plugin with ``options``."""
+    from ganzoo_dcgan import DCGAN, DCGANOptions
+
+    return DCGAN(DCGANOptions(**options)).build(spec)
+
+
+def outputs_batch(phase, out, condition=None):
+    """A record carrying given critic outputs: as ``real_out`` in the critic phase (what auxiliaries learn
+    from), as ``fake_out`` in the generator phase."""
+    import torch
+
+    from ganzoo.context import RunContext
+    from ganzoo.interfaces import Batch
+
+    images = torch.zeros(len(out.score), 3, 4, 4)
+    if phase == "critic":
+        return Batch(phase, images, out, condition, None, RunContext(), 0, 0, images, out)
+    return Batch(phase, images, out, condition, None, RunContext(), 0)

@@ -10,7 +10,7 @@ import sys
 import torch
 from torch import nn
 
-from ganzoo import ArchitectureSpec, Critic, CriticOutput, Generator, hookimpl
+from ganzoo import Architecture, ArchitectureSpec, Critic, CriticOutput, Generator, hookimpl
 
 
 class TinyGenerator(Generator):
@@ -34,9 +34,18 @@ class TinyCritic(Critic):
         return CriticOutput(self.score(self.features(x)).squeeze(1))
 
 
+class TinyNet(Architecture):
+    image_sizes = range(8, 129)
+    conditional = False
+    extra_outputs = False
+
+    def build(self, spec):
+        return TinyGenerator(spec), TinyCritic(spec)
+
+
 @hookimpl
 def register_architectures(register):
-    register("tinynet", lambda spec, options: (TinyGenerator(spec), TinyCritic(spec)))
+    register("tinynet", lambda options: TinyNet())
 
 
 def run_rank(rank: int, world_size: int, port: int, config_json: str, run_dir: str) -> None:
@@ -44,11 +53,11 @@ def run_rank(rank: int, world_size: int, port: int, config_json: str, run_dir: s
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    from ganzoo import context
     from ganzoo.config import TrainConfig
     from ganzoo.plugins import load_plugins
     from ganzoo.train import train
-    from ganzoo import distributed
 
     train(TrainConfig.model_validate_json(config_json), run_dir,
           registry=load_plugins({"tinynet": sys.modules[__name__]}), progress=False)
-    distributed.teardown()
+    context.teardown()

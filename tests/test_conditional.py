@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganzoo import ArchitectureSpec, CriticOutput
-from ganzoo.bench import condition_fidelity
 from ganzoo.conditions import (column_summary, fit_conditions, parse_request, requested_rows, restore_conditions,
                                sweep_values)
 from ganzoo.config import build_config
@@ -23,12 +22,12 @@ from ganzoo.plugins import get_registry
 from ganzoo.sampling import load_sampler
 from ganzoo.studio import Studio
 from ganzoo.train import train
-from ganzoo_acgan import ACGAN
+from ganzoo_acgan import ACGAN, ACGANOptions
 from ganzoo_conditions import AudioFeatures, Genre
-from ganzoo_dcgan import build_dcgan
+from ganzoo_metrics import condition_fidelity
 from ganzoo_wgan import gradient_penalty
 
-from conftest import TINY_FLAGS, run_ganzoo
+from conftest import STORE_FLAGS, TINY_FLAGS, dcgan, make_batch, outputs_batch, run_ganzoo
 
 LEARNING_STEPS = 200
 GENRES = np.array(["rock", "", "jazz", "rock", "pop", "jazz"], dtype=object)
@@ -80,59 +79,60 @@ def test_genre_vocabulary_comes_from_the_data_and_missing_values_encode_as_zeros
 def test_acgan_terms_regression_and_cross_entropy_on_logits():
     conditions = fit_conditions(["audio-features", "genre"], {"audio-features": {"features": ["energy", "tempo"]}},
                                 get_registry(), table())
-    acgan = ACGAN({"genre": 2.0})
+    acgan = ACGAN(ACGANOptions(weights={"genre": 2.0}))
     assert acgan.outputs(conditions) == {"acgan_audio-features": 2, "acgan_genre": 3}
     condition = torch.cat([c.encode(table()) for c in conditions.values()], dim=1)
     features = torch.randn(6, 2)
     logits = torch.randn(6, 3)
     out = CriticOutput(score=torch.zeros(6), aux={"acgan_audio-features": features, "acgan_genre": logits})
-    terms = acgan.critic_terms(out, condition)
+    terms = acgan.critic_terms(outputs_batch("critic", out, condition))
     assert terms["acgan_audio-features"].item() == pytest.approx(F.mse_loss(features, condition[:, :2]).item())
     labelled = torch.tensor([0, 2, 3, 4, 5])  # row 1 has no genre and is left out
     labels = torch.tensor([2, 0, 2, 1, 0])
     assert terms["acgan_genre"].item() == pytest.approx(2.0 * F.cross_entropy(logits[labelled], labels).item())
-    assert acgan.generator_terms(out, condition).keys() == terms.keys()
+    assert acgan.generator_terms(outputs_batch("generator", out, condition)).keys() == terms.keys()
 
 
 def test_acgan_cross_entropy_reaches_zero_for_confident_logits():
     """The softmax-then-CrossEntropyLoss bug of PyTorch-GAN's acgan cannot fall below about 0.9 here."""
     conditions = {"genre": Genre("genre")}
     conditions["genre"].fit(table())
-    acgan = ACGAN({})
+    acgan = ACGAN(ACGANOptions())
     acgan.outputs(conditions)
     one_hot = conditions["genre"].encode(table())
     logits = 10 * one_hot
-    terms = acgan.critic_terms(CriticOutput(torch.zeros(6), {"acgan_genre": logits}), one_hot)
+    terms = acgan.critic_terms(outputs_batch("critic", CriticOutput(torch.zeros(6), {"acgan_genre": logits}), one_hot))
     assert terms["acgan_genre"].item() < 1e-3
     assert F.cross_entropy(logits.softmax(1)[one_hot.sum(1) > 0], one_hot.argmax(1)[one_hot.sum(1) > 0]) > 0.5
 
 
 def test_acgan_needs_conditions_and_known_weight_names():
     with pytest.raises(GanzooError, match="acgan needs conditions"):
-        ACGAN({}).outputs({})
+        ACGAN(ACGANOptions()).outputs({})
     with pytest.raises(GanzooError, match="weights names mood, not a condition"):
-        ACGAN({"mood": 1.0}).outputs({"genre": Genre("genre")})
+        ACGAN(ACGANOptions(weights={"mood": 1.0})).outputs({"genre": Genre("genre")})
 
 
 def test_gradient_penalty_sees_the_adversarial_score_alone():
-    spec = ArchitectureSpec(image_size=32, latent_dim=8, condition_dim=3, aux_outputs={"acgan_genre": 3},
+    spec = ArchitectureSpec(image_size=32, latent_dim=8, width=8, condition_dim=3, aux_outputs={"acgan_genre": 3},
                             critic_batchnorm=False)
-    _, critic = build_dcgan(spec, {"width": 8})
+    _, critic = dcgan(spec)
     real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
     condition = torch.eye(3)[[0, 1, 2, 0]]
     torch.manual_seed(0)
-    before = gradient_penalty(critic, real, fake, condition)
+    before = gradient_penalty(make_batch("critic", critic, fake, real, condition))
     with torch.no_grad():
         critic.heads["acgan_genre"].weight.mul_(1000).add_(5)
     torch.manual_seed(0)
-    assert gradient_penalty(critic, real, fake, condition).item() == pytest.approx(before.item(), rel=1e-6)
+    after = gradient_penalty(make_batch("critic", critic, fake, real, condition))
+    assert after.item() == pytest.approx(before.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("condition_input", ["concat", "cbn"])
 def test_generator_follows_its_condition(condition_input):
-    spec = ArchitectureSpec(image_size=32, latent_dim=8, condition_dim=3, aux_outputs={"acgan_genre": 3},
+    spec = ArchitectureSpec(image_size=32, latent_dim=8, width=8, condition_dim=3, aux_outputs={"acgan_genre": 3},
                             critic_batchnorm=False)
-    generator, critic = build_dcgan(spec, {"width": 8, "condition_input": condition_input})
+    generator, critic = dcgan(spec, condition_input=condition_input)
     generator.eval()
     z = torch.randn(4, 8)
     a, b = torch.eye(3)[[0, 0, 0, 0]], torch.eye(3)[[2, 2, 2, 2]]
@@ -211,7 +211,7 @@ def labelled_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def conditional_run(labelled_store, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "acgan"
-    result = run_ganzoo("train", "acgan+wgan+logan", *TINY_FLAGS, "--set", f"data.name={labelled_store}",
+    result = run_ganzoo("train", "acgan+wgan+logan", *STORE_FLAGS, "--set", f"data.name={labelled_store}",
                         "--set", 'conditions=["audio-features", "genre"]',
                         "--set", 'options.audio-features.features=["energy", "valence"]',
                         "--set", "options.genre.column=playlist_name", "--set", "options.acgan.weights.genre=0.5",
@@ -273,10 +273,11 @@ def test_unconditional_checkpoints_refuse_condition_flags(tmp_path):
 def test_acgan_covers_learn_to_follow_valence(tmp_path):
     """A short real training run: covers asked for a higher valence measure a higher valence (synthcovers' hue)."""
     config = build_config({
-        "recipe": "acgan+wgan", "data": {"image_size": 32, "count": 1024}, "model": {"width": 16, "latent_dim": 32},
+        "recipe": "acgan+wgan", "data": {"image_size": 32}, "model": {"width": 16, "latent_dim": 32},
         "batch_size": 32, "steps": LEARNING_STEPS, "log_every": 50, "sample_every": 10 ** 6,
         "checkpoint_every": 10 ** 6, "conditions": ["audio-features"],
-        "options": {"audio-features": {"features": ["valence", "energy", "loudness"]}}})
+        "options": {"audio-features": {"features": ["valence", "energy", "loudness"]},
+                    "synthcovers": {"count": 1024}}})
     train(config, tmp_path / "run", progress=False)
     sampler = load_sampler(tmp_path / "run", torch.device("cpu"))
     cond = condition_fidelity(sampler, 256, 0, sampler.data)
@@ -287,7 +288,7 @@ def test_conditional_checkpoint_samples_without_its_training_data(labelled_store
     store = tmp_path / "store"
     shutil.copytree(labelled_store, store)
     run = tmp_path / "run"
-    trained = run_ganzoo("train", "acgan+wgan", *TINY_FLAGS, "--set", f"data.name={store}",
+    trained = run_ganzoo("train", "acgan+wgan", *STORE_FLAGS, "--set", f"data.name={store}",
                          "--set", 'conditions=["audio-features", "genre"]',
                          "--set", 'options.audio-features.features=["energy", "valence"]',
                          "--set", "options.genre.column=playlist_name", "--steps", "1", "--out", run, "--quiet")

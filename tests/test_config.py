@@ -3,7 +3,7 @@ import pytest
 from ganzoo.config import apply_override, build_config
 from ganzoo.errors import GanzooError
 
-from conftest import run_ganzoo
+from conftest import assert_user_error, invoke
 
 
 def test_overrides_parse_yaml_scalars_and_nest():
@@ -23,7 +23,7 @@ def test_files_yaml_and_toml(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (("batch_size=0",), "batch_size: Input should be greater than 0 (got 0)"),
-    (("data.image_size=48",), "data.image_size: Input should be 32, 64 or 128"),
+    (("data.image_size=4",), "data.image_size: Input should be greater than or equal to 8"),
     (("learning_rate=1",), "learning_rate: Extra inputs are not permitted"),
     (("model.width=wide",), "model.width: Input should be a valid integer"),
 ])
@@ -45,15 +45,16 @@ def test_bad_assignment_and_bad_file(tmp_path):
 
 
 def test_cli_config_error_is_one_line_exit_2(tmp_path):
-    result = run_ganzoo("train", "wgan", "--set", "batch_size=-3", "--out", tmp_path / "run")
-    assert result.returncode == 2
+    result = invoke("train", "wgan", "--set", "batch_size=-3", "--out", tmp_path / "run")
+    assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "Error: invalid config: batch_size: Input should be greater than 0 (got -3)"]
 
 
 def test_cli_component_option_error(tmp_path):
-    result = run_ganzoo("train", "wgan", "--set", "options.wgan.n_critic=0", "--set", "data.count=64",
-                        "--set", "data.image_size=32", "--set", "batch_size=8", "--out", tmp_path / "run")
-    assert result.returncode == 2
-    assert "options.wgan.n_critic: Input should be greater than 0" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = invoke("train", "wgan", "--set", "options.wgan.n_critic=0", "--set", "options.synthcovers.count=64",
+                    "--set", "data.image_size=32", "--set", "batch_size=8", "--out", tmp_path / "run")
+    assert_user_error(result, "options.wgan.n_critic: Input should be greater than 0")
+    assert not (tmp_path / "run" / "config.json").exists()  # checked before anything was written
+    moved = invoke("train", "wgan", "--set", "data.count=64", "--out", tmp_path / "run")
+    assert_user_error(moved, "data.count is an option of the dataset plugin now", "options.synthcovers.count")

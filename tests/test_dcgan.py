@@ -3,13 +3,15 @@ import torch
 from torch import nn
 
 from ganzoo import ArchitectureSpec, GanzooError
-from ganzoo_dcgan import build_dcgan
+from ganzoo_dcgan import DCGANOptions
+
+from conftest import dcgan
 
 
-@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("size", [16, 32, 64, 128, 256])
 def test_shapes_and_range(size):
-    spec = ArchitectureSpec(image_size=size, latent_dim=8, aux_outputs={"features": 3})
-    generator, critic = build_dcgan(spec, {"width": 4})
+    spec = ArchitectureSpec(image_size=size, latent_dim=8, width=4, aux_outputs={"features": 3})
+    generator, critic = dcgan(spec)
     images = generator(torch.randn(2, 8))
     assert images.shape == (2, 3, size, size)
     assert images.min() >= -1 and images.max() <= 1
@@ -19,18 +21,18 @@ def test_shapes_and_range(size):
 
 
 def test_no_batch_norm_in_critic_when_loss_forbids_it():
-    spec = ArchitectureSpec(image_size=32, latent_dim=8, critic_batchnorm=False)
-    _, critic = build_dcgan(spec, {"width": 4})
+    spec = ArchitectureSpec(image_size=32, latent_dim=8, width=4, critic_batchnorm=False)
+    _, critic = dcgan(spec)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
-    _, critic_with_bn = build_dcgan(ArchitectureSpec(image_size=32, latent_dim=8), {"width": 4})
+    _, critic_with_bn = dcgan(ArchitectureSpec(image_size=32, latent_dim=8, width=4))
     assert any(isinstance(m, nn.BatchNorm2d) for m in critic_with_bn.modules())
     with pytest.raises(GanzooError, match="critic_norm"):
-        build_dcgan(spec, {"width": 4, "critic_norm": "batch"})
+        dcgan(spec, critic_norm="batch")
 
 
 def test_conditions_change_both_networks():
-    spec = ArchitectureSpec(image_size=32, latent_dim=8, condition_dim=2)
-    generator, critic = build_dcgan(spec, {"width": 4})
+    spec = ArchitectureSpec(image_size=32, latent_dim=8, width=4, condition_dim=2)
+    generator, critic = dcgan(spec)
     generator.eval()
     z = torch.randn(1, 8).repeat(2, 1)
     c = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
@@ -41,8 +43,13 @@ def test_conditions_change_both_networks():
     assert scores[0] != scores[1]
 
 
-def test_unsupported_size_and_bad_options():
-    with pytest.raises(GanzooError, match="supports image sizes"):
-        build_dcgan(ArchitectureSpec(image_size=48, latent_dim=8), {})
-    with pytest.raises(GanzooError, match="options.dcgan.width"):
-        build_dcgan(ArchitectureSpec(image_size=32, latent_dim=8), {"width": 0})
+def test_declared_sizes_and_bad_options():
+    from ganzoo.plugins import get_registry
+
+    architecture = get_registry().create("architecture", "dcgan")
+    assert tuple(architecture.image_sizes) == (16, 32, 64, 128, 256) and architecture.conditional
+    with pytest.raises(GanzooError, match="options.dcgan.condition_input"):
+        get_registry().create("architecture", "dcgan", {"condition_input": "add"})
+    with pytest.raises(GanzooError, match="options.dcgan.width: Extra inputs are not permitted"):
+        get_registry().create("architecture", "dcgan", {"width": 16})  # the width is model.width, in the spec
+    assert DCGANOptions().critic_norm == "auto"

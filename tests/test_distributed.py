@@ -12,8 +12,9 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 import ddp_worker
-from conftest import TINY_FLAGS, run_ganzoo, tiny_config
-from ganzoo import GanzooError, distributed
+from conftest import STORE_FLAGS, TINY_FLAGS, run_ganzoo, tiny_config
+from ganzoo import GanzooError
+from ganzoo.context import Ranks
 from ganzoo.checkpoint import load_checkpoint
 from ganzoo.data.prepare import prepare
 from ganzoo.data.store import load_store, shard_store
@@ -46,9 +47,10 @@ def test_torchrun_trains_checkpoints_once_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("recipe", ["tinynet+wgan", "tinynet+wgan+logan"])
 def test_two_ranks_with_batch_b_match_one_process_with_batch_2b(recipe, tmp_path):
-    common = {"recipe": recipe, "data": {"image_size": 32, "count": 64}, "model": {"latent_dim": 8},
+    common = {"recipe": recipe, "data": {"image_size": 32}, "model": {"latent_dim": 8},
               "steps": 3, "checkpoint_every": 100, "sample_every": 100, "channels_last": False,
-              "options": {"wgan": {"n_critic": 2, "lr_critic": 1e-3, "lr_generator": 1e-3}}}
+              "options": {"wgan": {"n_critic": 2, "lr_critic": 1e-3, "lr_generator": 1e-3},
+                          "synthcovers": {"count": 64}}}
     registry = load_plugins({"tinynet": ddp_worker})
     train(tiny_config(**common, batch_size=8), tmp_path / "single", registry=registry, progress=False)
     train(tiny_config(**dict(common, steps=2), batch_size=8), tmp_path / "shorter", registry=registry,
@@ -79,7 +81,7 @@ def small_store(tmp_path):
     return store
 
 
-def test_sharded_store_gives_each_rank_its_own_rows(small_store, tmp_path, monkeypatch):
+def test_sharded_store_gives_each_rank_its_own_rows(small_store, tmp_path):
     sharded = shard_store(small_store, 4, tmp_path / "sharded")
     whole = load_store(small_store)
     by_file = dict(zip(whole.metadata["file"], whole.images))
@@ -87,17 +89,15 @@ def test_sharded_store_gives_each_rank_its_own_rows(small_store, tmp_path, monke
     assert sorted(alone.metadata["file"]) == sorted(by_file) and alone.population is None
     seen = []
     for rank in (0, 1):
-        monkeypatch.setattr(distributed, "_ranks", distributed.Ranks(rank, 2, rank))
-        part = load_store(sharded)
+        part = load_store(sharded, Ranks(rank, 2, rank))
         files = list(part.metadata["file"])
         assert len(files) == 20 and part.population["file"].shape == (40,)
         picked = np.array([3, 0, 19, 7])
         assert np.array_equal(part.images[picked], np.stack([by_file[files[i]] for i in picked]))
         seen += files
     assert sorted(seen) == sorted(by_file)  # disjoint and complete
-    monkeypatch.setattr(distributed, "_ranks", distributed.Ranks(0, 8, 0))
     with pytest.raises(GanzooError, match="4 shards, fewer than the 8 ranks"):
-        load_store(sharded)
+        load_store(sharded, Ranks(0, 8, 0))
 
 
 def test_torchrun_trains_conditionally_on_a_sharded_store(small_store, tmp_path):
@@ -105,7 +105,7 @@ def test_torchrun_trains_conditionally_on_a_sharded_store(small_store, tmp_path)
     assert sharded.returncode == 0, sharded.stderr
     inspected = run_ganzoo("data", "inspect", tmp_path / "sharded")
     assert inspected.returncode == 0 and "2 shards of 40 images in all" in inspected.stdout
-    trained = run_ganzoo("train", "acgan+wgan", *TINY_FLAGS, "--set", f"data.name={tmp_path / 'sharded'}",
+    trained = run_ganzoo("train", "acgan+wgan", *STORE_FLAGS, "--set", f"data.name={tmp_path / 'sharded'}",
                          "--set", 'conditions=["audio-features"]',
                          "--set", 'options.audio-features.features=["valence"]', "--set", "batch_size=4",
                          "--steps", "2", "--out", tmp_path / "run", "--quiet", "--nproc", "2")

@@ -2,7 +2,6 @@
 nothing left half-written."""
 
 import json
-import os
 import signal
 import struct
 import subprocess
@@ -247,7 +246,7 @@ def test_config_files_that_are_not_text_or_explode(tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("data.seed=-1", "data.seed: Input should be greater than or equal to 0"),
+    ("options.synthcovers.seed=-1", "options.synthcovers.seed: Input should be greater than or equal to 0"),
     (f"seed={10 ** 30}", "seed: Input should be less than or equal to 2147483647"),
     ("conditions=[" + ",".join(["x" * 500] * 40) + "]", "unknown condition"),
 ])
@@ -258,7 +257,7 @@ def test_bad_values_are_one_short_line(tmp_path, setting, message):
 
 
 @pytest.mark.parametrize("settings, message", [
-    (["data.count=1000000000"], "data.count=1000000000 (images of 32 px held in memory) needs about 2.8 TiB"),
+    (["options.synthcovers.count=1000000000"], "dataset 'synthcovers' at 32 px needs about 2.8 TiB"),
     (["model.width=1000000"], "lower batch_size, model.width or model.latent_dim"),
     (["model.latent_dim=1000000000"], "lower batch_size, model.width or model.latent_dim"),
     (["batch_size=100000", "model.width=64", "data.image_size=64"], "activations for batch_size 100000"),
@@ -301,12 +300,12 @@ def test_bench_minimum_counts_and_small_sample_warnings(run, tmp_path, tiny_regi
 
 
 def test_bench_checks_the_reference_before_generating(run, tmp_path, tiny_registry, monkeypatch):
-    import ganzoo.bench
+    import ganzoo.evaluation
 
     def no_extraction(*args, **kwargs):
         raise AssertionError("features were extracted before the reference was checked")
 
-    monkeypatch.setattr(ganzoo.bench, "extract", no_extraction)
+    monkeypatch.setattr(ganzoo.evaluation, "extract", no_extraction)
     assert_user_error(invoke("bench", run, "--ref", "synthcovrs", "--extractor", "tiny", "--out",
                              tmp_path / "b.json"), "unknown dataset 'synthcovrs'", "did you mean 'synthcovers'")
 
@@ -316,9 +315,10 @@ def test_unknown_plugin_in_load_plugins_is_named(monkeypatch, tmp_path):
     result = subprocess.run([sys.executable, "-m", "ganzoo", "train", "wgan", "--out", str(tmp_path / "r")],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "Error: GANZOO_LOAD_PLUGINS names 'nope', which no installed plugin is called (installed: acgan, conditions, "
-        "dcgan, inception, logan, spotify, synthcovers, wgan)"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: GANZOO_LOAD_PLUGINS names 'nope', which no installed plugin is called (installed: acgan, ")
+    assert "synthcovers, wgan)" in lines[0]
 
 
 def test_help_and_version_do_not_import_torch():

@@ -10,7 +10,8 @@ from ganzoo import Critic, CriticOutput, Generator
 from ganzoo.checkpoint import load_checkpoint
 from ganzoo.errors import GanzooError
 from ganzoo.train import train
-from ganzoo_logan import LOGANOptions, LOGAN, build_logan
+from ganzoo.plugins import get_registry
+from ganzoo_logan import LOGANOptions, LOGAN
 
 from conftest import TINY_FLAGS, run_ganzoo, tiny_config
 
@@ -99,10 +100,10 @@ def test_several_steps_and_clipping():
 
 def test_options_are_validated():
     with pytest.raises(GanzooError, match="options.logan.rule"):
-        build_logan({"rule": "adam"})
+        get_registry().create("latent_optimiser", "logan", {"rule": "adam"})
     with pytest.raises(GanzooError, match="options.logan.beta"):
-        build_logan({"beta": 0})
-    assert build_logan({"applies_to": ["generator"]}).applies_to == {"generator"}
+        get_registry().create("latent_optimiser", "logan", {"beta": 0})
+    assert get_registry().create("latent_optimiser", "logan", {"applies_to": ["generator"]}).applies_to == {"generator"}
 
 
 def test_wgan_logan_resumes_exactly(tmp_path):
@@ -125,4 +126,4 @@ def test_cli_trains_wgan_logan(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "step 2: finished" in result.stdout
     listing = run_ganzoo("plugins").stdout
-    assert "latent_optimiser: logan" in listing
+    assert "latent optimiser: logan" in listing

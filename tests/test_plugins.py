@@ -1,4 +1,5 @@
-"""The registry: listing, broken and duplicate plugins, recipe errors, and a real third-party package."""
+"""The registry: listing, broken and duplicate plugins, recipe errors, every broken promise as one line naming
+the plugin, and the guide's own third-party package exercising every kind through the CLI."""
 
 import json
 import re
@@ -8,12 +9,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
-from ganzoo import hookimpl
+from ganzoo import Architecture, Critic, CriticOutput, Generator, hookimpl
+from ganzoo import plugins as plugins_module
+from ganzoo.checkpoint import load_checkpoint
 from ganzoo.errors import GanzooError
 from ganzoo.plugins import load_plugins
 
-from conftest import REPO, TINY_FLAGS, run_ganzoo
+from conftest import REPO, TINY_FLAGS, assert_user_error, invoke, run_ganzoo
 
 
 def fake_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -27,25 +32,45 @@ def fake_distribution(site: Path, name: str, entry_points: dict[str, str], modul
         (site / f"{module}.py").write_text(textwrap.dedent(source))
 
 
-def test_plugins_lists_builtins_with_components():
-    result = run_ganzoo("plugins", "--json")
-    assert result.returncode == 0, result.stderr
+def test_plugins_lists_builtins_with_components_defaults_and_options():
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
     listing = {p["name"]: p for p in json.loads(result.stdout)}
-    assert {"kind": "architecture", "name": "dcgan"} in listing["dcgan"]["components"]
-    assert {"kind": "loss", "name": "wgan"} in listing["wgan"]["components"]
-    assert {"kind": "dataset", "name": "synthcovers"} in listing["synthcovers"]["components"]
-    assert listing["wgan"]["version"]
-    text = run_ganzoo("plugins").stdout
-    assert "wgan" in text and "loss: wgan" in text
+    components = {(c["kind"], c["name"]): c for p in listing.values() for c in p["components"]}
+    assert components[("architecture", "dcgan")]["default"] is True
+    assert components[("loss", "wgan")]["options"]["n_critic"] == 5
+    assert components[("dataset", "synthcovers")]["options"] == {"count": 8192, "seed": 0}
+    assert {("metric", name) for name in ("fid", "kid", "is", "pr", "cond")} <= set(components)
+    assert ("command", "data spotify") in components and ("track_ids", "spotify") in components
+    assert listing["wgan"]["version"] and listing["wgan"]["error"] is None
+    text = invoke("plugins").stdout
+    assert "loss: wgan - WGAN-GP" in text and "dataset: synthcovers (default)" in text
 
 
-def test_broken_plugin_is_reported_and_others_work(tmp_path):
-    fake_distribution(tmp_path, "broken_plugin", {"broken": "ganzoo_broken"},
-                      {"ganzoo_broken": "raise ImportError('needs a library that is not installed')"})
-    result = run_ganzoo("plugins", "--json", env={"PYTHONPATH": str(tmp_path)})
+def test_broken_plugins_are_listed_with_their_error_and_others_work(tmp_path):
+    fake_distribution(tmp_path, "broken_plugin", {"broken": "ganzoo_broken", "typo": "ganzoo_typo"}, {
+        "ganzoo_broken": "raise ImportError('needs a library that is not installed')",
+        "ganzoo_typo": """
+            from ganzoo import hookimpl
+
+            @hookimpl
+            def register_architecture(register):
+                register("typonet", lambda options: None)
+            """})
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = run_ganzoo("plugins", "--json", env=env)
     assert result.returncode == 0
-    assert "plugin 'broken' failed to load: ImportError: needs a library" in result.stderr
-    assert "wgan" in {p["name"] for p in json.loads(result.stdout)}
+    listing = {p["name"]: p for p in json.loads(result.stdout)}
+    assert listing["broken"]["error"] == "importing it raised ImportError: needs a library that is not installed"
+    assert listing["typo"]["error"] == ("it implements 'register_architecture', which is not a ganzoo hook (did "
+                                        "you mean 'register_architectures'?)")
+    assert listing["typo"]["components"] == [] and "wgan" in listing
+    assert "plugin 'typo' failed to load" in result.stderr
+    used = run_ganzoo("train", "typonet+wgan", *TINY_FLAGS, "--out", tmp_path / "run", env=env)
+    lines = used.stderr.strip().splitlines()
+    assert used.returncode == 2 and len(lines) == 1
+    assert "unknown component in recipe 'typonet+wgan': 'typonet'" in lines[0]
+    assert "plugin 'typo' failed to load: it implements 'register_architecture'" in lines[0]
 
 
 def test_duplicate_names_are_an_error_naming_both(tmp_path):
@@ -58,18 +83,15 @@ def test_duplicate_names_are_an_error_naming_both(tmp_path):
         """})
     result = run_ganzoo("plugins", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 2
-    assert "'wgan' is registered twice" in result.stderr
-    assert "plugin 'wgan'" in result.stderr and "plugin 'copycat'" in result.stderr
+    assert "'wgan' is registered twice: as a loss by plugin 'wgan' and as a loss by plugin 'copycat'" in result.stderr
     restricted = run_ganzoo("plugins", env={"PYTHONPATH": str(tmp_path), "GANZOO_LOAD_PLUGINS": "dcgan,wgan"})
     assert restricted.returncode == 0
     assert "copycat" not in restricted.stdout and "synthcovers" not in restricted.stdout
 
 
 def test_unknown_recipe_names_close_matches(tmp_path):
-    result = run_ganzoo("train", "wgna", "--out", tmp_path / "run")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "unknown component" in lines[0] and "did you mean 'wgan'" in lines[0]
+    line = assert_user_error(invoke("train", "wgna", "--out", tmp_path / "run"), "unknown component")
+    assert "did you mean 'wgan'" in line
 
 
 class ExtraLosses:
@@ -86,36 +108,162 @@ def test_recipe_composition_rules():
         registry.recipe("dcgan")
     with pytest.raises(GanzooError, match="more than one loss: wgan, otherloss"):
         registry.recipe("wgan+otherloss")
+    with pytest.raises(GanzooError, match="names 'logan' twice"):
+        registry.recipe("wgan+logan+logan")
     with pytest.raises(GanzooError, match="unknown dataset 'synthcover'; did you mean 'synthcovers'"):
         registry.get("dataset", "synthcover")
 
+
+# --- broken promises, through the CLI -------------------------------------------------------------------------
+
+class PlainGenerator(Generator):
+    def __init__(self, spec):
+        super().__init__()
+        self.latent_dim, self.size = spec.latent_dim, spec.image_size
+        self.net = nn.Linear(spec.latent_dim, 3 * spec.image_size ** 2)
+
+    def forward(self, z, c=None):
+        return torch.tanh(self.net(z)).view(-1, 3, self.size, self.size)
+
+
+class PlainCritic(Critic):
+    """Returns a score and nothing else, whatever extra outputs were asked for."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.net = nn.Linear(3 * spec.image_size ** 2, 1)
+
+    def forward(self, x, c=None):
+        return CriticOutput(self.net(x.flatten(1)).squeeze(1))
+
+
+class Plain(Architecture):
+    image_sizes = (32,)
+
+    def __init__(self, conditional=True, extra_outputs=True, wrong_shape=False):
+        self.conditional, self.extra_outputs, self.wrong_shape = conditional, extra_outputs, wrong_shape
+
+    def build(self, spec):
+        generator = PlainGenerator(spec)
+        if self.wrong_shape:
+            generator.size = 16
+            generator.net = nn.Linear(spec.latent_dim, 3 * 16 ** 2)
+        return generator, PlainCritic(spec)
+
+
+class ScoreVectorLoss:
+    """A loss whose critic terms are not scalars."""
+
+    @hookimpl
+    def register_losses(self, register):
+        from ganzoo_wgan import WGANGP, WGANGPOptions
+
+        class Vector(WGANGP):
+            def critic_terms(self, batch):
+                return {"per_sample": batch.fake_out.score - batch.real_out.score}
+
+        register("vectorloss", lambda options: Vector(WGANGPOptions(n_critic=1)))
+
+
+class Promises:
+    @hookimpl
+    def register_architectures(self, register):
+        register("plain", lambda options: Plain())
+        register("unconditional", lambda options: Plain(conditional=False))
+        register("wrongshape", lambda options: Plain(wrong_shape=True))
+        register("notanarchitecture", lambda options: "a string")
+
+
+@pytest.fixture
+def promises(monkeypatch):
+    monkeypatch.setattr(plugins_module, "_registry", load_plugins({"promises": Promises(),
+                                                                   "vector": ScoreVectorLoss()}))
+
+
+@pytest.mark.parametrize("recipe, settings, message", [
+    ("plain+wgan", ["data.image_size=16"], "architecture 'plain' (plugin 'promises') builds images of 32 px, not "
+                                           "data.image_size=16"),
+    ("unconditional+wgan", ['conditions=["audio-features"]'], "architecture 'unconditional' (plugin 'promises') "
+                                                              "does not take conditions"),
+    ("plain+wgan+acgan", ['conditions=["audio-features"]'], "architecture 'plain' (plugin 'promises') broke its "
+                                                            "promise: its critic returned nothing for the extra "
+                                                            "output 'acgan_audio-features' of width 10 that "
+                                                            "auxiliary 'acgan' (plugin 'acgan') asked for"),
+    ("wrongshape+wgan", [], "architecture 'wrongshape' (plugin 'promises') broke its promise: its generator made "
+                            "(2, 3, 16, 16)"),
+    ("notanarchitecture+wgan", [], "architecture 'notanarchitecture' (plugin 'promises') broke its promise: its "
+                                   "factory returned a str, not an architecture"),
+    ("plain+vectorloss", [], "loss 'vectorloss' (plugin 'vector') broke its promise: its critic terms must be a "
+                             "dict of named scalar tensors, got 'per_sample': (16,)"),
+    ("dcgan+wgan", ["options.dcgan.width=8"], "options.dcgan.width: Extra inputs are not permitted"),
+])
+def test_broken_promises_are_one_line_naming_the_plugin(promises, tmp_path, recipe, settings, message):
+    flags = [x for setting in settings for x in ("--set", setting)]
+    tiny = ["--set", "data.image_size=32", "--set", "options.synthcovers.count=64", "--set", "model.latent_dim=8",
+            "--set", "model.width=8", "--set", "batch_size=16"]
+    assert_user_error(invoke("train", recipe, *tiny, *flags, "--out", tmp_path / "run"), message)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# --- the guide's package, every kind through the CLI --------------------------------------------------------
 
 def guide_files() -> dict[str, str]:
     guide = (REPO / "docs" / "plugins.md").read_text()
     return {name: body for name, body in re.findall(r"```\w+ file=(\S+)\n(.*?)```", guide, flags=re.S)}
 
 
-def test_third_party_package_from_the_guide(tmp_path):
-    package = tmp_path / "mygan"
+@pytest.fixture(scope="module")
+def stripes_site(tmp_path_factory):
+    """The guide's package, pip-installed into a folder that PYTHONPATH points at."""
+    root = tmp_path_factory.mktemp("guide")
+    package = root / "stripes"
     package.mkdir()
     files = guide_files()
-    assert set(files) == {"pyproject.toml", "ganzoo_mygan.py"}
+    assert set(files) == {"pyproject.toml", "ganzoo_stripes.py"}
     for name, body in files.items():
         (package / name).write_text(body)
-    site = tmp_path / "site"
+    site = root / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                               "--no-build-isolation", "--target", str(site), str(package)],
                              capture_output=True, text=True)
     assert install.returncode == 0, install.stderr
-    env = {"PYTHONPATH": str(site)}
-    listing = {p["name"]: p for p in json.loads(run_ganzoo("plugins", "--json", env=env).stdout)}
-    assert listing["mygan"]["version"] == "0.1.0"
-    assert listing["mygan"]["components"] == [{"kind": "architecture", "name": "mygan"}]
-    run = tmp_path / "run"
-    result = run_ganzoo("train", "mygan+wgan", *TINY_FLAGS, "--set", "options.mygan.hidden=32", "--steps", "3",
-                        "--out", run, "--quiet", env=env)
-    assert result.returncode == 0, result.stderr
-    assert "step 3: finished" in result.stdout
-    assert (run / "checkpoint.pt").is_file() and (run / "samples.png").is_file()
-    generated = run_ganzoo("generate", run, "-n", "4", "--out", tmp_path / "grid.png", env=env)
-    assert generated.returncode == 0, generated.stderr
+    return {"PYTHONPATH": str(site)}
+
+
+STRIPES_RUN = ["mlp+pair+nudge+drift+flip", "--set", "data.name=stripes", "--set", "data.image_size=16",
+               "--set", 'conditions=["angle"]', "--set", "options.mlp.hidden=32", "--set", "batch_size=8",
+               "--set", "model.latent_dim=8", "--set", "log_every=1", "--set", "checkpoint_every=1",
+               "--set", "options.stripes.count=64", "--quiet"]
+
+
+def test_the_guides_package_registers_every_kind(stripes_site):
+    listing = {p["name"]: p for p in json.loads(run_ganzoo("plugins", "--json", env=stripes_site).stdout)}
+    kinds = {c["kind"]: c["name"] for c in listing["stripes"]["components"]}
+    assert kinds == {"architecture": "mlp", "loss": "pair", "latent_optimiser": "nudge", "auxiliary": "drift",
+                     "augmentation": "flip", "condition": "angle", "dataset": "stripes",
+                     "feature_extractor": "colourstats", "metric": "mean-gap", "track_ids": "catalogue",
+                     "command": "data stripes-angles"}
+    assert listing["stripes"]["version"] == "0.1.0"
+    angles = run_ganzoo("data", "stripes-angles", "--count", "3", env=stripes_site)
+    assert angles.returncode == 0 and len(angles.stdout.split()) == 3
+
+
+def test_the_guides_package_trains_resumes_exactly_and_is_scored_by_its_metric(stripes_site, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_ganzoo("train", *STRIPES_RUN, "--steps", "4", "--out", straight, env=stripes_site).returncode == 0
+    first = run_ganzoo("train", *STRIPES_RUN, "--steps", "2", "--out", split, env=stripes_site)
+    assert first.returncode == 0, first.stderr
+    resumed = run_ganzoo("train", "--resume", split, "--steps", "4", "--quiet", env=stripes_site)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(straight), load_checkpoint(split)
+    for key in ("generator", "critic", "ema", "components", "sampler_position", "rng_cpu"):
+        assert json.dumps(a[key], default=lambda t: t.tolist()) == json.dumps(b[key], default=lambda t: t.tolist()), key
+    assert a["components"]["pair"] == {"updates": 4} and a["components"]["flip"] == {"seen": 32}
+    rows = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]
+    assert {"critic/pair", "critic/r1", "critic/drift", "generator/pair", "flip/seen"} <= set().union(*rows)
+    scored = run_ganzoo("bench", split, "--metric", "mean-gap", "--extractor", "colourstats", "--ref", "stripes",
+                        "-n", "32", "--real", "32", "--out", tmp_path / "bench.json", env=stripes_site)
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["scores"]["mean_gap"] > 0 and result["protocol"]["extractor"]["extractor"] == "colourstats"

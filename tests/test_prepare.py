@@ -13,7 +13,7 @@ from ganzoo.data.prepare import clean_image, prepare
 from ganzoo.data.store import load_store
 from ganzoo.errors import GanzooError
 
-from conftest import TINY_FLAGS, run_ganzoo
+from conftest import STORE_FLAGS, run_ganzoo
 
 
 def save(image, path, **kwargs):
@@ -167,10 +167,10 @@ def test_cli_prepare_inspect_and_train_on_folder(nasty_folder, tmp_path):
     assert manifest["count"] == 8
     bad = run_ganzoo("data", "inspect", nasty_folder)
     assert bad.returncode == 2 and "not a readable ganzoo store" in bad.stderr
-    trained = run_ganzoo("train", "wgan", *TINY_FLAGS, "--set", f"data.name={tmp_path / 'store'}",
+    trained = run_ganzoo("train", "wgan", *STORE_FLAGS, "--set", f"data.name={tmp_path / 'store'}",
                          "--set", "batch_size=4", "--steps", "2", "--out", tmp_path / "run", "--quiet")
     assert trained.returncode == 0, trained.stderr
-    from_folder = run_ganzoo("train", "wgan", *TINY_FLAGS, "--set", f"data.name={nasty_folder}",
+    from_folder = run_ganzoo("train", "wgan", *STORE_FLAGS, "--set", f"data.name={nasty_folder}",
                              "--set", "batch_size=4", "--steps", "1", "--out", tmp_path / "run2", "--quiet")
     assert from_folder.returncode == 0, from_folder.stderr
     wrong_size = run_ganzoo("train", "wgan", "--set", f"data.name={tmp_path / 'store'}", "--set", "batch_size=4",

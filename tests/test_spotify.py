@@ -19,7 +19,7 @@ from ganzoo_spotify.catalog import Catalog
 from ganzoo_spotify.tables import attach_features
 from ganzoo_spotify.web import RateLimited, RetryPolicy, Transient, spotify_id as parse_id
 
-from conftest import TINY_FLAGS, run_ganzoo
+from conftest import STORE_FLAGS, run_ganzoo
 from fake_spotify import CLIENT_ID, CLIENT_SECRET, Catalogue, FakeSpotify, Faults, spotify_id
 
 FAULTS = Faults(rate_limit_every=7, server_error_every=7, slow_every=11, slow_s=1.5, truncate_every=5,
@@ -257,7 +257,7 @@ def test_prepare_packs_a_collection_with_features_and_drops_duplicate_covers(ref
     data = load_store(tmp_path / "store")
     assert data.images.shape == (len(present) - exact - near, 32, 32, 3)
     assert np.isfinite(data.metadata["valence"]).all() and "query" in data.metadata
-    trained = run_ganzoo("train", "acgan+wgan", *TINY_FLAGS, "--set", f"data.name={tmp_path / 'store'}",
+    trained = run_ganzoo("train", "acgan+wgan", *STORE_FLAGS, "--set", f"data.name={tmp_path / 'store'}",
                          "--set", "conditions=[\"audio-features\"]", "--set", "batch_size=4", "--steps", "1",
                          "--out", tmp_path / "run", "--quiet")
     assert trained.returncode == 0, trained.stderr

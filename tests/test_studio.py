@@ -19,7 +19,9 @@ from werkzeug.serving import make_server
 
 from conftest import REPO, run_ganzoo, tiny_config
 from ganzoo.sampling import load_sampler
+from ganzoo.plugins import get_registry
 from ganzoo.studio import Studio, create_app
+from ganzoo.tracks import read_tracks
 from ganzoo.train import train
 
 TRACK = "4uLU6hMCjMI75M1A2tKUQC"
@@ -39,7 +41,7 @@ def checkpoints(tmp_path_factory):
 
 
 def serve(checkpoint, tracks=None):
-    app = create_app(Studio(load_sampler(checkpoint, "cpu"), tracks))
+    app = create_app(Studio(load_sampler(checkpoint, "cpu"), read_tracks(tracks, get_registry())))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}"

@@ -2,15 +2,14 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ganzoo.config import DataConfig
 from ganzoo_synthcovers import (DRIVEN_FEATURES, FEATURES, feature_model, measure_features, render, sample_features,
                                 synthcovers)
 
 
 def test_deterministic_for_a_seed():
-    a = synthcovers(DataConfig(image_size=32, count=64, seed=3))
-    b = synthcovers(DataConfig(image_size=32, count=64, seed=3))
-    c = synthcovers(DataConfig(image_size=32, count=64, seed=4))
+    a = synthcovers(64, 32, seed=3)
+    b = synthcovers(64, 32, seed=3)
+    c = synthcovers(64, 32, seed=4)
     assert np.array_equal(a.images, b.images) and a.fingerprint == b.fingerprint
     assert not np.array_equal(a.images, c.images) and a.fingerprint != c.fingerprint
     assert set(a.metadata) == set(FEATURES)

@@ -6,7 +6,8 @@ import torch
 from ganzoo.checkpoint import load_checkpoint
 from ganzoo.errors import GanzooError
 from ganzoo.plugins import get_registry
-from ganzoo.train import BatchSampler, train
+from ganzoo.data.loader import BatchSampler
+from ganzoo.train import train
 
 from conftest import TINY_FLAGS, run_ganzoo, tiny_config
 
@@ -75,7 +76,7 @@ def test_batch_sampler_covers_each_epoch_once_and_reshuffles():
 def test_resume_refuses_other_data(tmp_path):
     train(tiny_config(steps=2), tmp_path / "run", progress=False)
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    other = tiny_config(steps=4, data={"image_size": 32, "count": 128, "seed": 5})
+    other = tiny_config(steps=4, options={"synthcovers": {"count": 128, "seed": 5}})
     with pytest.raises(GanzooError, match="dataset differs"):
         train(other, tmp_path / "run", resume=state, progress=False)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ganzoo.context import Ranks
 from ganzoo.errors import GanzooError
 from ganzoo.files import publish_folder, staging_folder
 from ganzoo.interfaces import ImageData, Metadata
@@ -67,11 +68,11 @@ def read_metadata_csv(path: Path) -> Metadata:
     return table
 
 
-def load_store(path: str | Path) -> ImageData:
-    """Open a packed store (images memory-mapped, not read); a sharded store opens this rank's shards."""
+def load_store(path: str | Path, ranks: Ranks = Ranks()) -> ImageData:
+    """Open a packed store (images memory-mapped, not read); a sharded store opens the shards of ``ranks``."""
     path = Path(path)
     if (path / SHARDS_FILE).is_file():
-        return load_shards(path)
+        return load_shards(path, ranks)
     manifest = read_manifest(path)
     count, size = manifest["count"], manifest["image_size"]
     try:
@@ -105,11 +106,8 @@ class ShardImages:
         return out
 
 
-def load_shards(path: Path) -> ImageData:
-    from ganzoo import distributed
-
+def load_shards(path: Path, ranks: Ranks) -> ImageData:
     index = read_manifest(path)
-    ranks = distributed.current()
     if len(index["shards"]) < ranks.world_size:
         raise GanzooError(f"{path} has {len(index['shards'])} shards, fewer than the {ranks.world_size} ranks")
     shards = [load_store(path / name) for name in index["shards"][ranks.rank::ranks.world_size]]

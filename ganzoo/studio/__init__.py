@@ -9,12 +9,9 @@ feature's effect alone.
 from __future__ import annotations
 
 import base64
-import csv
 import io
-import re
 import threading
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from flask import Flask, Response, jsonify, request
@@ -24,14 +21,14 @@ from werkzeug.exceptions import HTTPException
 from ganzoo.conditions import condition_for
 from ganzoo.errors import GanzooError
 from ganzoo.sampling import Sampler
+from ganzoo.plugins import get_registry
+from ganzoo.tracks import TrackTable, read_tracks, track_request
 
 MAX_GRID = 16
 MAX_SCALE = 16
 MAX_SEED = 2 ** 31 - 1
 RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
               "nearest": Image.Resampling.NEAREST}
-TRACK_ID_COLUMNS = ("track_id", "id", "track_uri", "uri")
-TRACK_ID = re.compile(r"(?:^|[:/])([0-9A-Za-z]{22})(?:$|[?&#])")
 RESERVED = {"seed", "n", "index", "scale", "filter"}
 
 
@@ -55,11 +52,11 @@ def bounded_int(args, name: str, default: int, low: int, high: int) -> int:
 class Studio:
     """The checkpoint's controls, request parsing and generation, independent of HTTP."""
 
-    def __init__(self, sampler: Sampler, tracks: str | Path | None = None):
+    def __init__(self, sampler: Sampler, tracks: TrackTable | None = None):
         self.sampler = sampler
         self.lock = threading.Lock()
         self.controls = self._controls()
-        self.tracks_header, self.tracks = read_tracks(tracks) if tracks else ([], {})
+        self.tracks = tracks if tracks is not None else read_tracks(None, get_registry())
 
     def _controls(self) -> list[dict]:
         controls = []
@@ -80,7 +77,7 @@ class Studio:
     def info(self) -> dict:
         return {"conditional": bool(self.sampler.conditions), "image_size": self.sampler.image_size,
                 "step": self.sampler.step, "controls": self.controls, "max_grid": MAX_GRID,
-                "tracks": len(self.tracks), "resampling": sorted(RESAMPLING)}
+                "tracks": len(self.tracks.rows), "resampling": sorted(RESAMPLING)}
 
     def parse_request(self, args) -> tuple[dict, int, int]:
         """(condition request, seed, grid size) from query arguments; unknown names and bad values raise."""
@@ -103,50 +100,10 @@ class Studio:
 
     def track_features(self, text: str) -> dict:
         """Slider values from a pasted track id/URI/URL (looked up in --tracks) or a CSV row of features."""
-        text = text.strip()
-        if not text:
-            raise BadRequest("paste a track id, a spotify:track: URI, or a CSV row of features")
-        match = TRACK_ID.search(text) if "\n" not in text and "," not in text else None
-        if match:
-            if not self.tracks:
-                raise BadRequest("no features file was given (start the studio with --tracks FILE.csv)")
-            row = self.tracks.get(match.group(1))
-            if row is None:
-                raise BadRequest(f"track {match.group(1)} is not in the features file")
-        else:
-            lines = [line for line in text.splitlines() if line.strip()]
-            if len(lines) == 1 and not self.tracks_header:
-                raise BadRequest("paste the CSV header line too (or start the studio with --tracks FILE.csv)")
-            header = next(csv.reader([lines[0]])) if len(lines) > 1 else self.tracks_header
-            row = dict(zip((h.strip().lower() for h in header), next(csv.reader([lines[-1]]))))
-        known = {control["name"] for control in self.controls}
-        features = {}
-        for name in known & set(row):
-            if row[name].strip():
-                features[name] = condition_for(self.sampler.conditions, name).parse(name, row[name].strip())
-        if not features:
-            raise BadRequest(f"no features this checkpoint knows ({', '.join(sorted(known)) or 'none'})")
-        return features
-
-
-def read_tracks(path: str | Path) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """A features file (Kaggle-style) keyed by track id; lower-cased column names."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = [h.strip().lower() for h in next(reader, [])]
-            id_column = next((c for c in TRACK_ID_COLUMNS if c in header), None)
-            if id_column is None:
-                raise GanzooError(f"{path} has no track id column ({', '.join(TRACK_ID_COLUMNS)})")
-            tracks = {}
-            for values in reader:
-                row = dict(zip(header, values))
-                match = TRACK_ID.search(row.get(id_column, ""))
-                if match:
-                    tracks[match.group(1)] = row
-    except OSError as error:
-        raise GanzooError(f"cannot read {path}: {error.strerror}") from None
-    return header, tracks
+        try:
+            return track_request(text, self.tracks, self.sampler.conditions)[1]
+        except GanzooError as error:
+            raise BadRequest(str(error)) from None
 
 
 def png(array: np.ndarray, scale: int = 1, resampling: str = "nearest") -> bytes:

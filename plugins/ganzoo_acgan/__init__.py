@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import Auxiliary, Condition, CriticOutput, GanzooError, hookimpl, parse_options
+from ganzoo import Auxiliary, Batch, Condition, CriticOutput, GanzooError, hookimpl
 
 
 class ACGANOptions(BaseModel):
@@ -27,8 +27,8 @@ class ACGANOptions(BaseModel):
 
 
 class ACGAN(Auxiliary):
-    def __init__(self, weights: dict[str, float]):
-        self.weights = weights
+    def __init__(self, options: ACGANOptions):
+        self.weights = options.weights
         self.slots: list[tuple[str, str, int, int]] = []
 
     def outputs(self, conditions: Mapping[str, Condition]) -> dict[str, int]:
@@ -39,7 +39,7 @@ class ACGAN(Auxiliary):
         if unknown:
             raise GanzooError(f"invalid config: options.acgan.weights names {', '.join(sorted(unknown))}, not a "
                               f"condition of this run ({', '.join(conditions)})")
-        start = 0
+        start, self.slots = 0, []
         for name, condition in conditions.items():
             self.slots.append((name, condition.kind, start, condition.dim))
             start += condition.dim
@@ -59,11 +59,12 @@ class ACGAN(Auxiliary):
             terms[head_name(name)] = self.weights.get(name, 1.0) * loss
         return terms
 
-    def critic_terms(self, real_out: CriticOutput, real_condition: torch.Tensor | None):
-        return self._terms(real_out, real_condition)
+    def critic_terms(self, batch: Batch):
+        """Learnt on real images and their conditions only."""
+        return self._terms(batch.real_out, batch.condition)
 
-    def generator_terms(self, fake_out: CriticOutput, condition: torch.Tensor | None):
-        return self._terms(fake_out, condition)
+    def generator_terms(self, batch: Batch):
+        return self._terms(batch.fake_out, batch.condition)
 
 
 def head_name(condition: str) -> str:
@@ -72,4 +73,5 @@ def head_name(condition: str) -> str:
 
 @hookimpl
 def register_auxiliaries(register):
-    register("acgan", lambda options: ACGAN(parse_options(ACGANOptions, options, "options.acgan").weights))
+    register("acgan", ACGAN, options=ACGANOptions, description="ACGAN heads (Odena et al. 2017): the critic reads "
+                                                               "each condition back")

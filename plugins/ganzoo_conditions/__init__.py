@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import Condition, GanzooError, hookimpl, parse_options
+from ganzoo import Condition, GanzooError, hookimpl
 
 AUDIO_FEATURES: dict[str, tuple[float, float, str]] = {
     "danceability": (0.0, 1.0, ""),
@@ -154,6 +154,7 @@ def _known(value) -> bool:
 
 @hookimpl
 def register_conditions(register):
-    register("audio-features", lambda options: AudioFeatures(
-        parse_options(AudioFeaturesOptions, options, "options.audio-features").features))
-    register("genre", lambda options: Genre(parse_options(GenreOptions, options, "options.genre").column))
+    register("audio-features", lambda options: AudioFeatures(options.features), options=AudioFeaturesOptions,
+             description="Spotify's audio features, standardised (continuous)")
+    register("genre", lambda options: Genre(options.column), options=GenreOptions,
+             description="one metadata column as a one-hot category (categorical)")

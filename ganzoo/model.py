@@ -1,0 +1,294 @@
+"""From a config to a model: the recipe's components resolved and every option validated before any data is
+opened (``plan_run``), then networks, optimisers and the generator's average built and checked against what
+their plugins promised (``build_model``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from ganzoo.conditions import encode, fit_conditions
+from ganzoo.config import TrainConfig
+from ganzoo.context import RunContext
+from ganzoo.data.sources import dataset_name, describe_sizes
+from ganzoo.errors import GanzooError
+from ganzoo.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Augmentation, Auxiliary, Condition,
+                               Critic, CriticOutput, Generator, ImageData, LatentOptimiser, Terms)
+from ganzoo.memory import check_fits, format_bytes, training_footprint
+from ganzoo.plugins import Recipe, Registry, first_line
+
+SAMPLE_GRID = 64
+"""Covers in the fixed-noise sample grid of a run."""
+
+
+@dataclass
+class RunPlan:
+    """A config resolved against the registry: the recipe's components built from their validated options."""
+
+    config: TrainConfig
+    registry: Registry
+    recipe: Recipe
+    architecture: Architecture
+    loss: AdversarialLoss
+    latent_optimiser: LatentOptimiser | None
+    auxiliaries: dict[str, Auxiliary]
+    augmentations: dict[str, Augmentation]
+    dataset: str
+    """A dataset plugin's name, or the path of a store or image folder."""
+
+    def label(self, name: str) -> str:
+        """How errors name one of the recipe's components: ``loss 'wgan' (plugin 'wgan')``."""
+        return next(c.label for c in self.recipe.components if c.name == name)
+
+
+def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
+    """Resolve ``config`` against the registry and check it before any data is touched: the recipe, every
+    ``options.NAME`` (for the recipe, the conditions, the dataset and the evaluation), options nothing uses,
+    and what the architecture supports (image size, conditions, extra critic outputs)."""
+    recipe = registry.recipe(config.recipe)
+    dataset = dataset_name(config.data.name, registry)
+    dataset_is_plugin = dataset in registry.components["dataset"]
+    evaluation = set()
+    if config.eval_every:
+        extractor = config.eval_extractor or registry.default("feature_extractor").name
+        registry.get("feature_extractor", extractor).parse_options(config.options.get(extractor))
+        for metric in config.eval_metrics:
+            registry.get("metric", metric).parse_options(config.options.get(metric))
+        evaluation = {extractor, *config.eval_metrics}
+    used = ({c.name for c in recipe.components} | set(config.conditions) | evaluation
+            | ({dataset} if dataset_is_plugin else set()))
+    unused = set(config.options) - used
+    if unused:
+        raise GanzooError(f"invalid config: options for {', '.join(sorted(unused))}, which this run does not use "
+                          f"(recipe {config.recipe!r}, dataset {dataset!r}, conditions {config.conditions})")
+    if dataset_is_plugin:
+        registry.get("dataset", dataset).parse_options(config.options.get(dataset))
+    for condition in config.conditions:
+        registry.get("condition", condition).parse_options(config.options.get(condition))
+
+    def create(component):
+        return registry.create(component.kind, component.name, config.options.get(component.name))
+
+    plan = RunPlan(config=config, registry=registry, recipe=recipe, architecture=create(recipe.architecture),
+                   loss=create(recipe.loss),
+                   latent_optimiser=create(recipe.latent_optimiser) if recipe.latent_optimiser else None,
+                   auxiliaries={c.name: create(c) for c in recipe.auxiliaries},
+                   augmentations={c.name: create(c) for c in recipe.augmentations}, dataset=dataset)
+    check_support(plan)
+    return plan
+
+
+def check_support(plan: RunPlan) -> None:
+    """Refuse a run the architecture said it cannot do."""
+    architecture, config = plan.architecture, plan.config
+    label = plan.recipe.architecture.label
+    if config.data.image_size not in architecture.image_sizes:
+        raise GanzooError(f"{label} builds images of {describe_sizes(architecture.image_sizes)} px, not "
+                          f"data.image_size={config.data.image_size}")
+    if config.conditions and not architecture.conditional:
+        raise GanzooError(f"{label} does not take conditions, and this run has conditions "
+                          f"{', '.join(config.conditions)}; choose a conditional architecture or no conditions")
+    if plan.auxiliaries and not architecture.extra_outputs:
+        raise GanzooError(f"{label} cannot give the critic the extra outputs that "
+                          f"{', '.join(plan.label(name) for name in plan.auxiliaries)} needs")
+
+
+@dataclass
+class Model:
+    """Everything a run trains: networks, the recipe's components, the fitted conditions, optimisers and the
+    generator's exponential moving average."""
+
+    plan: RunPlan
+    spec: ArchitectureSpec
+    generator: Generator
+    critic: Critic
+    conditions: dict[str, Condition]
+    optimiser_g: torch.optim.Optimizer
+    optimiser_d: torch.optim.Optimizer
+    ema: AveragedModel
+    checked_terms: set[str] = field(default_factory=set)
+
+    @property
+    def loss(self) -> AdversarialLoss:
+        return self.plan.loss
+
+    def encode_conditions(self, data: ImageData, indices: torch.Tensor, device) -> torch.Tensor | None:
+        """The conditions of the given dataset rows, or None for an unconditional model."""
+        return encode(self.conditions, data.rows(indices.numpy()), device)
+
+    def sample_conditions(self, data: ImageData, count: int, context: RunContext) -> torch.Tensor | None:
+        """Conditions of ``count`` random dataset rows (this rank's share): the data's own joint distribution."""
+        if not self.conditions:
+            return None
+        rows = context.rank_slice(torch.randint(len(data.images), (count * context.ranks.world_size,)))
+        return self.encode_conditions(data, rows, context.device)
+
+    def stateful_components(self) -> dict[str, Any]:
+        """The recipe's components by name, whose state checkpoints keep."""
+        plan = self.plan
+        components: dict[str, Any] = {plan.recipe.loss.name: plan.loss}
+        if plan.latent_optimiser is not None:
+            components[plan.recipe.latent_optimiser.name] = plan.latent_optimiser
+        return components | plan.auxiliaries | plan.augmentations
+
+    def component_states(self) -> dict[str, dict]:
+        return {name: component.state_dict() for name, component in self.stateful_components().items()}
+
+    def load_component_states(self, states: dict[str, dict]) -> None:
+        for name, component in self.stateful_components().items():
+            try:
+                component.load_state_dict(states.get(name, {}))
+            except GanzooError:
+                raise
+            except Exception as error:
+                raise GanzooError(f"{self.plan.label(name)} cannot restore the state the checkpoint holds for it: "
+                                  f"{type(error).__name__}: {first_line(error)}") from None
+
+    def checked(self, terms: Terms, owner: str, phase: str) -> Terms:
+        """``terms`` after checking, on their first appearance, that they are named scalar tensors."""
+        key = f"{phase}:{owner}"
+        if key not in self.checked_terms:
+            if not isinstance(terms, dict) or not all(
+                    isinstance(k, str) and isinstance(v, torch.Tensor) and v.numel() == 1 for k, v in terms.items()):
+                raise GanzooError(f"{self.plan.label(owner)} broke its promise: its {phase} terms must be a dict of "
+                                  f"named scalar tensors, got {describe_terms(terms)}")
+            self.checked_terms.add(key)
+        return terms
+
+
+def describe_terms(terms) -> str:
+    if not isinstance(terms, dict):
+        return f"a {type(terms).__name__}"
+    return ", ".join(f"{k!r}: {tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__}"
+                     for k, v in terms.items()) or "nothing"
+
+
+def merge_terms(into: Terms, terms: Terms, owner: str, owners: dict[str, str], plan: RunPlan) -> None:
+    """Add one component's terms to a phase's, refusing a name two components both use."""
+    for name, value in terms.items():
+        if name in owners:
+            raise GanzooError(f"{plan.label(owner)} and {plan.label(owners[name])} both return a term named {name!r}")
+        owners[name] = owner
+        into[name] = value
+
+
+def build_model(plan: RunPlan, data: ImageData, context: RunContext) -> Model:
+    """Fit the conditions, build and check the networks, and the optimisers and EMA around them."""
+    config, registry = plan.config, plan.registry
+    conditions = fit_conditions(config.conditions, config.options, registry, data.fit_metadata)
+    aux_outputs: dict[str, int] = {}
+    asked_by: dict[str, str] = {}
+    for name, auxiliary in plan.auxiliaries.items():
+        try:
+            outputs = auxiliary.outputs(conditions)
+        except GanzooError:
+            raise
+        except Exception as error:
+            raise GanzooError(f"{plan.label(name)} failed to name its outputs: {type(error).__name__}: "
+                              f"{first_line(error)}") from None
+        aux_outputs.update(outputs)
+        asked_by.update({output: plan.label(name) for output in outputs})
+    spec = ArchitectureSpec(image_size=config.data.image_size, latent_dim=config.model.latent_dim,
+                            width=config.model.width, condition_dim=sum(c.dim for c in conditions.values()),
+                            aux_outputs=aux_outputs, critic_batchnorm=plan.loss.allows_critic_batchnorm)
+    check_training_fits(plan, spec, context.device)
+    generator, critic = build_networks(plan.architecture, spec, plan.recipe.architecture.label)
+    check_networks(generator, critic, spec, plan.recipe.architecture.label, asked_by)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    generator = generator.to(context.device, memory_format=memory_format)
+    critic = critic.to(context.device, memory_format=memory_format)
+    try:
+        optimiser_g, optimiser_d = plan.loss.optimisers(generator, critic)
+    except GanzooError:
+        raise
+    except Exception as error:
+        raise GanzooError(f"{plan.recipe.loss.label} failed to make its optimisers: {type(error).__name__}: "
+                          f"{first_line(error)}") from None
+    ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
+    return Model(plan, spec, generator, critic, conditions, optimiser_g, optimiser_d, ema)
+
+
+def build_networks(architecture: Architecture, spec: ArchitectureSpec, label: str) -> tuple[Generator, Critic]:
+    """``architecture.build(spec)``, checked to return a (Generator, Critic) pair."""
+    try:
+        networks = architecture.build(spec)
+    except GanzooError:
+        raise
+    except Exception as error:
+        raise GanzooError(f"{label} failed to build its networks: {type(error).__name__}: {first_line(error)}") \
+            from None
+    if not (isinstance(networks, tuple) and len(networks) == 2 and isinstance(networks[0], Generator)
+            and isinstance(networks[1], Critic)):
+        raise GanzooError(f"{label} broke its promise: build must return (Generator, Critic)")
+    return networks
+
+
+def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec, label: str,
+                   asked_by: dict[str, str]) -> None:
+    """One forward pass of two samples in eval mode, without gradients and with its own random numbers (so
+    training is unchanged): the generator's images and the critic's score and extra outputs must have the
+    shapes the spec asked for. A broken promise names the plugin (``asked_by``: who asked for each output)."""
+    noise = torch.Generator().manual_seed(0)
+    z = torch.randn(2, spec.latent_dim, generator=noise)
+    c = torch.randn(2, spec.condition_dim, generator=noise) if spec.condition_dim else None
+    modes = generator.training, critic.training
+    generator.eval(), critic.eval()
+    try:
+        with torch.no_grad():
+            images = generator(z, c)
+            expected = (2, spec.channels, spec.image_size, spec.image_size)
+            if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
+                found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+                raise GanzooError(f"{label} broke its promise: its generator made {found} for a batch of 2, not "
+                                  f"{expected}")
+            out = critic(images, c)
+    except GanzooError:
+        raise
+    except Exception as error:
+        raise GanzooError(f"{label}: its networks fail on a batch of 2: {type(error).__name__}: "
+                          f"{first_line(error)}") from None
+    finally:
+        generator.train(modes[0]), critic.train(modes[1])
+    if not isinstance(out, CriticOutput) or tuple(out.score.shape) != (2,):
+        found = tuple(out.score.shape) if isinstance(out, CriticOutput) else type(out).__name__
+        raise GanzooError(f"{label} broke its promise: its critic must return a CriticOutput with a score of shape "
+                          f"(2,) for a batch of 2, got {found}")
+    for name, width in spec.aux_outputs.items():
+        value = out.aux.get(name)
+        if value is None or tuple(value.shape) != (2, width):
+            found = "nothing" if value is None else f"shape {tuple(value.shape)}"
+            raise GanzooError(f"{label} broke its promise: its critic returned {found} for the extra output "
+                              f"{name!r} of width {width} that {asked_by.get(name, 'an auxiliary')} asked for")
+
+
+def check_training_fits(plan: RunPlan, spec: ArchitectureSpec, device: torch.device) -> None:
+    """Refuse, in one line, a run whose networks and batch cannot fit in ``device``'s free memory."""
+    config = plan.config
+    footprint = training_footprint(lambda: plan.architecture.build(spec), config.batch_size, spec.latent_dim,
+                                   spec.condition_dim, spec.image_size, spec.channels)
+    if footprint is None:
+        return
+    parameters, activations = footprint
+    fixed_latents = SAMPLE_GRID * spec.latent_dim * 4
+    check_fits(parameters + activations + fixed_latents, device,
+               f"training {config.recipe} (parameters with gradients and optimiser state {format_bytes(parameters)}, "
+               f"activations for batch_size {config.batch_size} {format_bytes(activations)})",
+               "lower batch_size, model.width or model.latent_dim")
+
+
+def ema_with_warmup(decay: float):
+    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early random weights fade
+    out of short runs instead of dominating them."""
+
+    def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        weight = 1 - torch.clamp((1 + updates) / (10 + updates), max=decay)
+        for average_value, value in zip(averaged, current):
+            if average_value.is_floating_point():
+                average_value.lerp_(value, weight.to(average_value.dtype))
+            else:
+                average_value.copy_(value)
+
+    return average
