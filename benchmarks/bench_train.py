@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,22 +107,26 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json-line", action="store_true", help="the summary as one JSON line, rounds on stderr")
     args = parser.parse_args()
     results = {"engine": [], "engine_channels_last": [], "plain": []}
     for _ in range(args.rounds):
         results["engine"].append(engine_throughput(args, channels_last=False))
         results["plain"].append(plain_throughput(args))
         results["engine_channels_last"].append(engine_throughput(args, channels_last=True))
-        print({k: [round(v, 1) for v in vs] for k, vs in results.items()}, flush=True)
+        print({k: [round(v, 1) for v in vs] for k, vs in results.items()}, flush=True,
+              file=sys.stderr if args.json_line else sys.stdout)
     medians = {k: statistics.median(v) for k, v in results.items()}
+    machine = (torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else
+               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(json.dumps({
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                   f"torch {torch.__version__}",
+        "benchmark": "engine against a plain loop", "machine": f"{machine}, torch {torch.__version__}",
         "settings": vars(args),
+        "critic_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in results.items()},
         "critic_images_per_s_median": {k: round(v, 1) for k, v in medians.items()},
         "ratio_engine_over_plain": round(medians["engine"] / medians["plain"], 3),
         "ratio_engine_channels_last_over_plain": round(medians["engine_channels_last"] / medians["plain"], 3),
-    }, indent=1))
+    }, indent=None if args.json_line else 1))
 
 
 if __name__ == "__main__":

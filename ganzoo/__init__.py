@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "parse_options": "ganzoo.config",
     "RunContext": "ganzoo.context",
+    "adam": "ganzoo.optim",
     **{name: "ganzoo.interfaces" for name in (
         "AdversarialLoss", "Architecture", "ArchitectureSpec", "Augmentation", "Auxiliary", "Batch", "Condition",
         "Critic", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",

@@ -103,13 +103,15 @@ def cli():
               help="Override a config field, e.g. --set data.image_size=32 --set options.wgan.n_critic=3.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total generator steps (also when resuming).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget for this run.")
+@click.option("--cpu-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Budget of CPU time (all threads) for this run: the same work on a busy machine.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/RECIPE-TIME].")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this folder.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in N local processes (one per GPU, or CPU processes): starts torchrun.")
-def train(recipe, config_file, overrides, steps, minutes, out, resume, device, quiet, nproc):
+def train(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resume, device, quiet, nproc):
     """Train RECIPE, components joined with '+': wgan, wgan+logan, mygan+wgan.
 
     Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt to the run
@@ -128,23 +130,23 @@ def train(recipe, config_file, overrides, steps, minutes, out, resume, device, q
     state = None
     if resume:
         if config_file or overrides:
-            raise GanzooError("--resume continues a run with its own config; only --steps, --minutes and "
-                              "--device may change")
+            raise GanzooError("--resume continues a run with its own config; only --steps, --minutes, "
+                              "--cpu-minutes and --device may change")
         state = load_checkpoint(Path(resume) / "checkpoint.pt")
         config = checkpoint_config(state, Path(resume) / "checkpoint.pt")
         if recipe and recipe != config.recipe:
             raise GanzooError(f"{resume} trains {config.recipe!r}, not {recipe!r}")
         run_dir = Path(resume)
-        updates = {"steps": steps or config.steps, "minutes": minutes,
+        updates = {"steps": steps or config.steps, "minutes": minutes, "cpu_minutes": cpu_minutes,
                    "device": device or config.device}
         config = config.model_copy(update=updates)
     else:
         if not recipe and not config_file:
             raise GanzooError("name a RECIPE to train (e.g. `ganzoo train wgan`), or --resume a run folder")
         config = build_config({}, config_file, overrides)
-        updates = {k: v for k, v in {"recipe": recipe, "steps": steps, "minutes": minutes, "device": device}.items()
-                   if v}
-        if minutes and not steps:
+        updates = {k: v for k, v in {"recipe": recipe, "steps": steps, "minutes": minutes,
+                                     "cpu_minutes": cpu_minutes, "device": device}.items() if v}
+        if (minutes or cpu_minutes) and not steps:
             updates["steps"] = None
         config = build_config(config.model_dump() | updates)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -452,12 +454,13 @@ def data():
               show_default=True,
               help="Drop a cover whose perceptual hash is within this many bits of an earlier one's.")
 @click.option("--keep-duplicates", is_flag=True, help="Keep duplicate covers (exact and near).")
-def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates):
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates, quiet):
     """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files and duplicates
     skipped, with counts. A Spotify collection folder packs with its covers' audio features."""
     from ganzoo.data.prepare import format_counts, prepare as prepare_store
 
-    store, report = prepare_store(folder, size, metadata, out, workers,
+    store, report = prepare_store(folder, size, metadata, out, workers, progress=not quiet,
                                   max_hash_distance=None if keep_duplicates else max_hash_distance)
     click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
     click.echo(f"  kept {report['kept']} of {report['files']} files")
@@ -481,6 +484,28 @@ def shard(store, shards, out):
 
     path = shard_store(store, shards, out)
     click.echo(f"sharded store: {path} ({shards} shards)")
+
+
+@data.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--held-out", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Share of the images held out.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the random split.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder for the two stores, OUT/train and OUT/held-out.")
+@click.option("--quiet", is_flag=True, help="Print only the stores' paths.")
+def split(store, held_out, seed, out, quiet):
+    """Split a packed STORE at random into a training store and a held-out store, so that FID can be measured
+    against real covers the generator never saw."""
+    from ganzoo.data.store import split_store
+
+    train_store, held_store = split_store(store, held_out, seed, out)
+    if quiet:
+        click.echo(f"{train_store}\n{held_store}")
+        return
+    counts = json.loads((Path(out) / "split.json").read_text())
+    click.echo(f"train:    {train_store} ({counts['train']} images)\nheld out: {held_store} "
+               f"({counts['held-out']} images)")
 
 
 @data.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 import yaml
@@ -30,6 +30,8 @@ class DataConfig(Strict):
                                                "(default: the default dataset plugin)")
     image_size: int = Field(64, ge=8, le=4096, description="side of the square images, in pixels; the "
                                                           "architecture says which sizes it can build")
+    on_device: bool | Literal["auto"] = Field("auto", description="hold the whole dataset on the training device "
+                                                                   "(auto: when it fits in half its free memory)")
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -54,6 +56,8 @@ class TrainConfig(Strict):
     batch_size: int = Field(64, gt=0)
     steps: int | None = Field(2000, gt=0, description="total generator steps")
     minutes: float | None = Field(None, gt=0, description="wall-clock budget; stops at whichever comes first")
+    cpu_minutes: float | None = Field(None, gt=0, description="budget of this process's CPU time (all threads): "
+                                                              "the same work on a busy or an idle machine")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     log_every: int = Field(10, gt=0)

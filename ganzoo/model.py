@@ -4,11 +4,12 @@ their plugins promised (``build_model``)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel
+from torch import nn
 
 from ganzoo.conditions import encode, fit_conditions
 from ganzoo.config import TrainConfig
@@ -108,7 +109,7 @@ class Model:
     conditions: dict[str, Condition]
     optimiser_g: torch.optim.Optimizer
     optimiser_d: torch.optim.Optimizer
-    ema: AveragedModel
+    ema: GeneratorAverage
     checked_terms: set[str] = field(default_factory=set)
 
     @property
@@ -118,13 +119,6 @@ class Model:
     def encode_conditions(self, data: ImageData, indices: torch.Tensor, device) -> torch.Tensor | None:
         """The conditions of the given dataset rows, or None for an unconditional model."""
         return encode(self.conditions, data.rows(indices.numpy()), device)
-
-    def sample_conditions(self, data: ImageData, count: int, context: RunContext) -> torch.Tensor | None:
-        """Conditions of ``count`` random dataset rows (this rank's share): the data's own joint distribution."""
-        if not self.conditions:
-            return None
-        rows = context.rank_slice(torch.randint(len(data.images), (count * context.ranks.world_size,)))
-        return self.encode_conditions(data, rows, context.device)
 
     def stateful_components(self) -> dict[str, Any]:
         """The recipe's components by name, whose state checkpoints keep."""
@@ -198,7 +192,9 @@ def build_model(plan: RunPlan, data: ImageData, context: RunContext) -> Model:
     generator, critic = build_networks(plan.architecture, spec, plan.recipe.architecture.label)
     check_networks(generator, critic, spec, plan.recipe.architecture.label, asked_by)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    generator = generator.to(context.device, memory_format=memory_format)
+    compiled_on_cuda = config.compile and context.device.type == "cuda"
+    generator = generator.to(context.device, memory_format=torch.contiguous_format if compiled_on_cuda
+                             else memory_format)  # inductor asserted NCHW strides in convolution_backward (H100)
     critic = critic.to(context.device, memory_format=memory_format)
     try:
         optimiser_g, optimiser_d = plan.loss.optimisers(generator, critic)
@@ -207,7 +203,7 @@ def build_model(plan: RunPlan, data: ImageData, context: RunContext) -> Model:
     except Exception as error:
         raise GanzooError(f"{plan.recipe.loss.label} failed to make its optimisers: {type(error).__name__}: "
                           f"{first_line(error)}") from None
-    ema = AveragedModel(generator, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
+    ema = GeneratorAverage(generator, config.ema_decay)
     return Model(plan, spec, generator, critic, conditions, optimiser_g, optimiser_d, ema)
 
 
@@ -279,16 +275,45 @@ def check_training_fits(plan: RunPlan, spec: ArchitectureSpec, device: torch.dev
                "lower batch_size, model.width or model.latent_dim")
 
 
-def ema_with_warmup(decay: float):
-    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early random weights fade
-    out of short runs instead of dominating them."""
+class GeneratorAverage(nn.Module):
+    """An exponential moving average of the generator's weights and buffers, used for samples and ``generate``.
 
-    def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
-        weight = 1 - torch.clamp((1 + updates) / (10 + updates), max=decay)
-        for average_value, value in zip(averaged, current):
-            if average_value.is_floating_point():
-                average_value.lerp_(value, weight.to(average_value.dtype))
-            else:
-                average_value.copy_(value)
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early random weights fade out of
+    short runs instead of dominating them; the first update copies. Its state dict is torch's AveragedModel's
+    (``module.*`` and ``n_averaged``); unlike AveragedModel it counts updates on the host, so an update reads
+    nothing back from the device (AveragedModel tests its device counter twice per update, a host sync each
+    time on a GPU), and it averages all tensors of a dtype in one ``_foreach_lerp_``.
+    """
 
-    return average
+    def __init__(self, generator: Generator, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(generator).requires_grad_(False)
+        self.decay = decay
+        self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long, device=first_device(generator)))
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, generator: Generator) -> None:
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach() for t in (*generator.parameters(), *generator.buffers())]
+        if self.updates == 0:
+            torch._foreach_copy_(averaged, current)
+        else:
+            weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+            floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+            if floats:
+                torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
+            for a, c in zip(averaged, current):
+                if not a.is_floating_point():
+                    a.copy_(c)
+        self.updates += 1
+        self.n_averaged.fill_(self.updates)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict, assign)
+        self.updates = int(self.n_averaged)
+        return result
+
+
+def first_device(module: nn.Module) -> torch.device:
+    return next((t.device for t in module.parameters()), torch.device("cpu"))

@@ -34,7 +34,8 @@ from ganzoo.checkpoint import field, load_weights, remove_partial_saves, save_ch
 from ganzoo.conditions import condition_record
 from ganzoo.config import TrainConfig
 from ganzoo.context import RunContext
-from ganzoo.data.loader import BatchLoader, BatchSampler, to_images
+from ganzoo.conditions import encode
+from ganzoo.data.loader import BatchSampler, ResidentBatches, StreamedBatches, fits_on_device
 from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
 from ganzoo.evaluation import TrainingEvaluator
@@ -109,9 +110,9 @@ class Progress:
 class Trainer:
     """One model, its data and its context; ``critic_phase`` and ``generator_phase`` are one training step."""
 
-    def __init__(self, model: Model, data: ImageData, loader: BatchLoader, context: RunContext, config: TrainConfig):
-        self.model, self.data, self.loader, self.context, self.config = model, data, loader, context, config
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    def __init__(self, model: Model, batches: ResidentBatches | StreamedBatches, context: RunContext,
+                 config: TrainConfig):
+        self.model, self.batches, self.context, self.config = model, batches, context, config
         self.generator = context.wrap(model.generator)
         self.critic = context.wrap(model.critic)
         model.generator, model.critic = run_context.unwrap(self.generator), run_context.unwrap(self.critic)
@@ -140,18 +141,13 @@ class Trainer:
                                                           self.critic_view(self.model.critic))
         return z
 
-    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        indices, images = self.loader.next()
-        real = to_images(images, self.context.device, self.memory_format)
-        return real, self.model.encode_conditions(self.data, indices, self.context.device)
-
     def critic_phase(self, step: int) -> Terms:
         """``n_critic`` critic updates; returns the last update's terms."""
         model = self.model
         critic = self.critic_view(self.critic)
         model.generator.train()
         for iteration in range(model.loss.n_critic):
-            real, condition = self.real_batch()
+            real, condition = self.batches.real_batch()
             z = self.latents(condition, "critic")
             with torch.no_grad(), self.context.autocast():
                 fake = self.generator(z, condition).float()
@@ -178,10 +174,10 @@ class Trainer:
         try:
             real = real_out = None
             if model.loss.generator_needs_real:
-                real, real_condition = self.real_batch()
+                real, real_condition = self.batches.real_batch()
                 with torch.no_grad(), self.context.autocast():
                     real_out = critic(real, real_condition).float()
-            condition = model.sample_conditions(self.data, self.config.batch_size, self.context)
+            condition = self.batches.random_conditions(self.config.batch_size)
             z = self.latents(condition, "generator")
             with self.context.autocast():
                 fake = self.generator(z, condition)
@@ -211,7 +207,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
           registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``config.recipe`` into ``run_dir``, continuing from ``resume`` (a loaded checkpoint) if given.
 
-    Stops after ``config.steps`` generator steps in total, after ``config.minutes``, or on Ctrl-C / SIGTERM,
+    Stops after ``config.steps`` generator steps in total, after ``config.minutes`` (or ``cpu_minutes`` of CPU
+    time), or on Ctrl-C / SIGTERM,
     and always leaves a checkpoint. Returns a summary (steps done, why it stopped, paths). Launched by torchrun,
     it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing the run folder, which it locks
     against a second process for as long as it trains.
@@ -240,10 +237,14 @@ def run(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, regis
     if ranks.is_main:
         context.barrier()
     model = build_model(plan, data, context)
+    resident = (fits_on_device(data.images, model.spec.condition_dim, context.device)
+                if config.data.on_device == "auto" else config.data.on_device)
+    sampler_device = context.device if resident else None
     if data.population is None:
-        sampler = BatchSampler(len(data.images), config.batch_size * ranks.world_size, config.seed, context)
+        sampler = BatchSampler(len(data.images), config.batch_size * ranks.world_size, config.seed, context,
+                               sampler_device)
     else:
-        sampler = BatchSampler(len(data.images), config.batch_size, config.seed + ranks.rank)
+        sampler = BatchSampler(len(data.images), config.batch_size, config.seed + ranks.rank, device=sampler_device)
     fixed_latent = torch.randn(SAMPLE_GRID, config.model.latent_dim,
                                generator=torch.Generator().manual_seed(config.seed)).to(context.device)
     fixed_condition = model.encode_conditions(data, torch.arange(SAMPLE_GRID) % len(data.images), context.device)
@@ -251,26 +252,31 @@ def run(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, regis
     if config.steps is not None and progress_state.step >= config.steps:
         raise GanzooError(f"{run_dir} is already at step {progress_state.step}; pass --steps above "
                           f"{progress_state.step} to train further")
-    loader = BatchLoader(data.images, sampler)
-    trainer = Trainer(model, data, loader, context, config)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    batches = (ResidentBatches if resident else StreamedBatches)(
+        data.images, lambda rows: encode(model.conditions, data.rows(rows), "cpu"), sampler, context, memory_format)
+    trainer = Trainer(model, batches, context, config)
     writes = ranks.is_main
-    log = Bookkeeping(config, plan, model, data, run_dir, progress_state, fixed_latent, fixed_condition, loader,
+    log = Bookkeeping(config, plan, model, data, run_dir, progress_state, fixed_latent, fixed_condition, batches,
                       registry, context, progress) if writes else None
 
     deadline = time.perf_counter() + config.minutes * 60 if config.minutes else math.inf
+    cpu_deadline = time.process_time() + config.cpu_minutes * 60 if config.cpu_minutes else math.inf
     stopped_by = "steps"
     try:
         with StopRequest() as stop:
             while progress_state.step < (config.steps or math.inf):
-                out_of_time, interrupted = context.any_rank([time.perf_counter() > deadline, stop.requested])
-                if out_of_time or interrupted:
-                    stopped_by = "minutes" if out_of_time else "interrupt"
-                    break
+                if not ranks.distributed or progress_state.step % config.log_every == 0:
+                    out_of_time, interrupted = context.any_rank([
+                        time.perf_counter() > deadline or time.process_time() > cpu_deadline, stop.requested])
+                    if out_of_time or interrupted:
+                        stopped_by = "minutes" if out_of_time else "interrupt"
+                        break
                 # 2. the critic phase, 3. the generator phase
                 critic_terms = trainer.critic_phase(progress_state.step)
                 generator_terms = trainer.generator_phase(progress_state.step)
                 # 4. bookkeeping
-                model.ema.update_parameters(model.generator)
+                model.ema.update(model.generator)
                 progress_state.step += 1
                 if writes:
                     log.after_step(critic_terms, generator_terms)
@@ -279,7 +285,7 @@ def run(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, regis
             log.bar.close()  # end the progress line before the error is printed
         raise
     finally:
-        loader.close()
+        batches.close()
     if writes:
         log.close()
     context.barrier()
@@ -292,11 +298,11 @@ class Bookkeeping:
     grids, evaluations and checkpoints at theirs, and all of it once more at the end."""
 
     def __init__(self, config: TrainConfig, plan: RunPlan, model: Model, data: ImageData, run_dir: Path,
-                 progress_state: Progress, fixed_latent, fixed_condition, loader: BatchLoader, registry: Registry,
+                 progress_state: Progress, fixed_latent, fixed_condition, batches, registry: Registry,
                  context: RunContext, progress: bool):
         self.config, self.plan, self.model, self.data, self.run_dir = config, plan, model, data, run_dir
-        self.state, self.fixed_latent, self.fixed_condition, self.loader = (progress_state, fixed_latent,
-                                                                            fixed_condition, loader)
+        self.state, self.fixed_latent, self.fixed_condition, self.batches = (progress_state, fixed_latent,
+                                                                             fixed_condition, batches)
         self.context = context
         (run_dir / "config.json").write_text(config.model_dump_json(indent=1))
         keep_metrics_until(run_dir / "metrics.jsonl", progress_state.step)
@@ -361,7 +367,7 @@ class Bookkeeping:
                               f"infinity. {self.run_dir / 'checkpoint.pt'} keeps the last finite state; lower the "
                               "learning rates")
         self.state.elapsed_s = time.perf_counter() - self.started
-        save_checkpoint(checkpoint_state(self.config, model, self.state, self.loader, self.data,
+        save_checkpoint(checkpoint_state(self.config, model, self.state, self.batches.position, self.data,
                                          self.condition_state), self.run_dir / "checkpoint.pt")
 
     def close(self) -> None:
@@ -371,7 +377,7 @@ class Bookkeeping:
         self.log.close()
 
 
-def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress, loader: BatchLoader,
+def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress, position: int,
                      data: ImageData, conditions: dict | None) -> dict[str, Any]:
     return {
         "ganzoo_version": ganzoo.__version__,
@@ -386,7 +392,7 @@ def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress
         "optimiser_g": model.optimiser_g.state_dict(),
         "optimiser_d": model.optimiser_d.state_dict(),
         "components": model.component_states(),
-        "sampler_position": loader.position,
+        "sampler_position": position,
         "conditions": conditions,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

@@ -21,10 +21,13 @@ TINY_FLAGS = [*STORE_FLAGS, "--set", "options.synthcovers.count=128"]
 
 def tiny_config(**changes):
     """The tiny test config with ``changes``; ``options`` are merged per component (a changed component's
-    options replace its tiny ones), and a run on another dataset drops synthcovers' options."""
+    options replace its tiny ones); a run on another dataset drops synthcovers' options, and a recipe without
+    wgan drops wgan's."""
     options = {**TINY["options"], **changes.pop("options", {})}
     if changes.get("data", {}).get("name") not in (None, "synthcovers"):
         options.pop("synthcovers", None)
+    if "wgan" not in changes.get("recipe", "wgan").split("+"):
+        options.pop("wgan", None)
     return build_config({**TINY, **changes, "options": options})
 
 

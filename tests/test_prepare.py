@@ -176,3 +176,32 @@ def test_cli_prepare_inspect_and_train_on_folder(nasty_folder, tmp_path):
     wrong_size = run_ganzoo("train", "wgan", "--set", f"data.name={tmp_path / 'store'}", "--set", "batch_size=4",
                             "--out", tmp_path / "run3")
     assert wrong_size.returncode == 2 and "holds 32 px images but data.image_size is 64" in wrong_size.stderr
+
+
+def test_split_holds_out_a_seeded_share_disjoint_and_complete(tmp_path):
+    folder = tmp_path / "covers"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    store, _ = prepare(folder, 16, out=tmp_path / "store", workers=1, progress=False, max_hash_distance=None)
+    result = run_ganzoo("data", "split", store, "--held-out", "0.25", "--seed", "3", "--out", tmp_path / "split")
+    assert result.returncode == 0, result.stderr
+    train_part, held = load_store(tmp_path / "split" / "train"), load_store(tmp_path / "split" / "held-out")
+    assert (len(train_part.images), len(held.images)) == (30, 10)
+    whole = load_store(store)
+    by_file = dict(zip(whole.metadata["file"], whole.images))
+    files = list(train_part.metadata["file"]) + list(held.metadata["file"])
+    assert sorted(files) == sorted(by_file)  # disjoint and complete
+    for part in (train_part, held):
+        assert all(np.array_equal(image, by_file[name]) for name, image in zip(part.metadata["file"], part.images))
+    assert train_part.fingerprint != held.fingerprint != whole.fingerprint
+    again = run_ganzoo("data", "split", store, "--held-out", "0.25", "--seed", "3", "--out", tmp_path / "again")
+    assert again.returncode == 0
+    assert list(load_store(tmp_path / "again" / "held-out").metadata["file"]) == list(held.metadata["file"])
+    other = run_ganzoo("data", "split", store, "--held-out", "0.25", "--seed", "4", "--out", tmp_path / "other")
+    assert list(load_store(tmp_path / "other" / "held-out").metadata["file"]) != list(held.metadata["file"])
+    exists = run_ganzoo("data", "split", store, "--out", tmp_path / "split")
+    assert exists.returncode == 2 and "already exists" in exists.stderr
+    tiny = run_ganzoo("data", "split", store, "--held-out", "0.001", "--out", tmp_path / "tiny")
+    assert tiny.returncode == 2 and "leaves an empty side" in tiny.stderr and not (tmp_path / "tiny").exists()

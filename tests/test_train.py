@@ -98,3 +98,52 @@ def test_amp_and_compile_train_and_resume_on_cpu(tmp_path):
     assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["generator"].values()
                                       if v.is_floating_point())
     assert not any(key.startswith(("_orig_mod", "module")) for key in state["generator"])
+
+
+def test_resident_and_streamed_batches_train_alike_and_resume_exactly(tmp_path):
+    """The whole dataset on the device (here the CPU) and batches streamed from the host draw the same rows and
+    conditions, so both give the same weights; each resumes exactly."""
+    conditional = dict(recipe="acgan+wgan", conditions=["audio-features"],
+                       options={"audio-features": {"features": ["valence", "energy"]}})
+    runs = {}
+    for on_device in (True, False):
+        config = tiny_config(steps=4, data={"image_size": 32, "on_device": on_device}, **conditional)
+        runs[on_device] = load_checkpoint(train(config, tmp_path / f"straight-{on_device}", progress=False)
+                                          ["checkpoint"])
+        split = tmp_path / f"split-{on_device}"
+        train(tiny_config(steps=2, data={"image_size": 32, "on_device": on_device}, **conditional), split,
+              progress=False)
+        train(config, split, resume=load_checkpoint(split), progress=False)
+        assert_same_state(runs[on_device]["generator"], load_checkpoint(split)["generator"])
+    for key in ("generator", "critic", "ema", "sampler_position"):
+        assert_same_state(runs[True][key], runs[False][key], key)
+
+
+def test_generator_average_warms_up_and_reads_nothing_back():
+    from torch import nn
+
+    from ganzoo.model import GeneratorAverage
+
+    generator = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    average = GeneratorAverage(generator, decay=0.9)
+    values = []
+    for update in range(4):
+        with torch.no_grad():
+            generator[0].weight.fill_(float(update + 1))
+            generator[1].num_batches_tracked.fill_(update + 10)
+        average.update(generator)
+        values.append(average.module[0].weight[0, 0].item())
+    expected = [1.0]  # the first update copies; then weight = 1 - min(0.9, (1 + n) / (10 + n)) after n updates
+    for n, target in ((1, 2.0), (2, 3.0), (3, 4.0)):
+        weight = 1 - min(0.9, (1 + n) / (10 + n))
+        expected.append(expected[-1] + weight * (target - expected[-1]))
+    assert values == pytest.approx(expected)
+    assert average.module[1].num_batches_tracked.item() == 13 and average.n_averaged.item() == 4
+    restored = GeneratorAverage(generator, decay=0.9)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 4
+
+
+def test_cpu_minutes_budget_stops_early(tmp_path):
+    summary = train(tiny_config(steps=None, cpu_minutes=0.02), tmp_path / "run", progress=False)
+    assert summary["stopped_by"] == "minutes" and summary["step"] >= 1

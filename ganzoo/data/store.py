@@ -122,39 +122,79 @@ def concatenate_tables(tables: list[Metadata]) -> Metadata:
     return {column: np.concatenate([table[column] for table in tables]) for column in tables[0]}
 
 
+def write_rows(data: ImageData, rows: np.ndarray, folder: Path, name: str, fingerprint: str, **extra) -> None:
+    """Write the given rows of ``data`` (in that order) as an ordinary store into the empty folder ``folder``."""
+    folder.mkdir(exist_ok=True)
+    with open(folder / IMAGES_FILE, "wb") as sink:
+        for start in range(0, len(rows), 4096):
+            sink.write(np.ascontiguousarray(data.images[rows[start:start + 4096]]).tobytes())
+    write_metadata_csv(folder / "metadata.csv", data.rows(rows), len(rows))
+    manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": name,
+                "image_size": int(data.images.shape[1]), "count": int(len(rows)), "fingerprint": fingerprint, **extra}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def derived_store(out: str | Path, write) -> Path:
+    """Build a store derived from another into a staging folder beside ``out`` (which must not exist) with
+    ``write(staging)``, then rename it into place; nothing is left behind if writing fails."""
+    out = Path(out)
+    if out.exists():
+        raise GanzooError(f"{out} already exists; choose another --out")
+    staging = staging_folder(out)
+    try:
+        write(staging)
+        publish_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
 def shard_store(source: str | Path, shards: int, out: str | Path) -> Path:
     """Split a store into ``shards`` stores, row i going to shard i % shards (each a uniform sample)."""
-    source, out = Path(source), Path(out)
+    source = Path(source)
     if shards < 1:
         raise GanzooError("--shards must be at least 1")
     manifest = read_manifest(source)
     data = load_store(source)
     if shards > len(data.images):
         raise GanzooError(f"{source} holds {len(data.images)} images, fewer than {shards} shards")
-    if out.exists():
-        raise GanzooError(f"{out} already exists; choose another --out")
-    staging = staging_folder(out)
-    try:
-        names = []
-        for k in range(shards):
-            rows = np.arange(k, len(data.images), shards)
-            name = f"shard-{k:05d}"
-            (staging / name).mkdir()
-            with open(staging / name / IMAGES_FILE, "wb") as sink:
-                for start in range(0, len(rows), 4096):
-                    sink.write(np.ascontiguousarray(data.images[rows[start:start + 4096]]).tobytes())
-            write_metadata_csv(staging / name / "metadata.csv", data.rows(rows), len(rows))
-            shard_manifest = {"format": STORE_FORMAT, "version": STORE_VERSION,
-                              "name": f"{manifest['name']}-{name}", "image_size": manifest["image_size"],
-                              "count": len(rows), "fingerprint": f"{manifest['fingerprint']}-{k}-of-{shards}"}
-            (staging / name / "manifest.json").write_text(json.dumps(shard_manifest, indent=1))
-            names.append(name)
+
+    def write(staging: Path) -> None:
+        names = [f"shard-{k:05d}" for k in range(shards)]
+        for k, name in enumerate(names):
+            write_rows(data, np.arange(k, len(data.images), shards), staging / name,
+                       f"{manifest['name']}-{name}", f"{manifest['fingerprint']}-{k}-of-{shards}")
         index = {"format": SHARDED_FORMAT, "version": STORE_VERSION, "name": manifest.get("name", source.name),
                  "image_size": manifest["image_size"], "count": len(data.images), "shards": names,
                  "fingerprint": f"{manifest['fingerprint']}-{shards}-shards"}
         (staging / SHARDS_FILE).write_text(json.dumps(index, indent=1))
-        publish_folder(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+
+    return derived_store(out, write)
+
+
+def split_store(source: str | Path, held_out: float, seed: int, out: str | Path) -> tuple[Path, Path]:
+    """Split a store at random into ``out/train`` and ``out/held-out`` (a ``held_out`` share of the rows, drawn
+    with ``seed``), each an ordinary store keeping the source's row order, plus ``out/split.json``."""
+    source = Path(source)
+    manifest = read_manifest(source)
+    data = load_store(source)
+    count = len(data.images)
+    held = int(round(count * held_out))
+    if not 0 < held < count:
+        raise GanzooError(f"--held-out {held_out} of {count} images leaves an empty side; choose a share between "
+                          f"{1 / count:.4f} and {1 - 1 / count:.4f}")
+    order = np.random.default_rng(seed).permutation(count)
+    sides = {"train": np.sort(order[held:]), "held-out": np.sort(order[:held])}
+
+    def write(staging: Path) -> None:
+        for side, rows in sides.items():
+            write_rows(data, rows, staging / side, f"{manifest.get('name', source.name)}-{side}",
+                       f"{manifest['fingerprint']}-split-{seed}-{held_out}-{side}",
+                       source=str(source.resolve()), split={"held_out": held_out, "seed": seed, "side": side})
+        (staging / "split.json").write_text(json.dumps({
+            "source": str(source.resolve()), "source_fingerprint": manifest["fingerprint"], "held_out": held_out,
+            "seed": seed, "train": len(sides["train"]), "held-out": len(sides["held-out"])}, indent=1))
+
+    out = derived_store(out, write)
+    return out / "train", out / "held-out"

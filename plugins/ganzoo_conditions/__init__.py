@@ -122,11 +122,15 @@ class Genre(Condition):
         self.dim = len(self.vocabulary)
 
     def encode(self, metadata) -> torch.Tensor:
-        index = {name: i for i, name in enumerate(self.vocabulary)}
-        one_hot = torch.zeros(len(metadata[self.columns[0]]), self.dim)
-        for row, value in enumerate(metadata[self.columns[0]]):
-            if _known(value) and str(value) in index:
-                one_hot[row, index[str(value)]] = 1.0
+        values = np.asarray(metadata[self.columns[0]], dtype=object)
+        names = np.array([str(v) if _known(v) else "" for v in values], dtype=object)
+        vocabulary = np.asarray(self.vocabulary, dtype=object)
+        position = np.searchsorted(vocabulary, names) if len(vocabulary) else np.zeros(len(names), dtype=int)
+        position = np.minimum(position, max(len(vocabulary) - 1, 0))
+        found = (vocabulary[position] == names) & (names != "") if len(vocabulary) else np.zeros(len(names), bool)
+        one_hot = torch.zeros(len(values), self.dim)
+        rows = np.flatnonzero(found)
+        one_hot[torch.from_numpy(rows), torch.from_numpy(position[rows])] = 1.0
         return one_hot
 
     def describe(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import AdversarialLoss, Batch, Terms, hookimpl
+from ganzoo import AdversarialLoss, Batch, Terms, adam, hookimpl
 
 
 class WGANGPOptions(BaseModel):
@@ -42,8 +42,7 @@ class WGANGP(AdversarialLoss):
 
     def optimisers(self, generator, critic):
         o = self.options
-        return (torch.optim.Adam(generator.parameters(), lr=o.lr_generator, betas=o.betas),
-                torch.optim.Adam(critic.parameters(), lr=o.lr_critic, betas=o.betas))
+        return (adam(generator.parameters(), o.lr_generator, o.betas), adam(critic.parameters(), o.lr_critic, o.betas))
 
     def critic_terms(self, batch: Batch) -> Terms:
         terms = {"wasserstein": batch.fake_out.score.mean() - batch.real_out.score.mean()}
