@@ -1,0 +1,51 @@
+"""Running ``ganzoo`` commands from benchmark scripts: one subprocess each, with its own thread count."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def ganzoo(*args, threads: int = 1, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m ganzoo ARGS`` with ``threads`` CPU threads; a failure raises with ganzoo's own last line."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    result = subprocess.run([sys.executable, "-m", "ganzoo", *map(str, args)], capture_output=True, text=True,
+                            env=environment)
+    if check and result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"ganzoo {' '.join(map(str, args[:3]))}: {last}")
+    return result
+
+
+def train_once(run: Path, *args, threads: int = 1) -> bool:
+    """``ganzoo train ARGS --out RUN`` unless RUN finished before (its ``wall_seconds.txt``, written last, exists).
+    A run folder left unfinished by an interrupted benchmark is this script's own scratch: it is trained again
+    from the start, so every row gets the whole budget. Returns whether it trained."""
+    if (run / "wall_seconds.txt").is_file():
+        return False
+    if run.exists():
+        print(f"{run.name}: unfinished, training it again", file=sys.stderr, flush=True)
+        shutil.rmtree(run)
+    started = time.perf_counter()
+    ganzoo("train", *args, "--out", run, threads=threads)
+    (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+    return True
+
+
+def slug(row: str) -> str:
+    """A folder name for a recipe with settings: ``resnet+hinge@model.width=16`` -> ``resnet_hinge-modelwidth16``."""
+    return row.replace("+", "_").replace("@", "-").replace(",", "-").replace("=", "").replace(".", "")
+
+
+def set_flags(settings) -> list[str]:
+    """``--set`` flags for KEY=VALUE settings."""
+    return [flag for setting in settings for flag in ("--set", setting)]
+
+
+def settings_flags(settings: str) -> list[str]:
+    """``--set`` flags for the comma-separated KEY=VALUE settings after a recipe's ``@`` (values hold no commas)."""
+    return set_flags(filter(None, settings.split(",")))
