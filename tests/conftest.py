@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -104,3 +105,9 @@ def outputs_batch(phase, out, condition=None):
     if phase == "critic":
         return Batch(phase, images, out, condition, None, RunContext(), 0, 0, images, out)
     return Batch(phase, images, out, condition, None, RunContext(), 0)
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT: a shell starts background jobs with SIGINT ignored,
+    children inherit that, and Python then never raises KeyboardInterrupt; the child gets the default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -200,6 +200,7 @@ def test_split_holds_out_a_seeded_share_disjoint_and_complete(tmp_path):
     assert again.returncode == 0
     assert list(load_store(tmp_path / "again" / "held-out").metadata["file"]) == list(held.metadata["file"])
     other = run_ganzoo("data", "split", store, "--held-out", "0.25", "--seed", "4", "--out", tmp_path / "other")
+    assert other.returncode == 0
     assert list(load_store(tmp_path / "other" / "held-out").metadata["file"]) != list(held.metadata["file"])
     exists = run_ganzoo("data", "split", store, "--out", tmp_path / "split")
     assert exists.returncode == 2 and "already exists" in exists.stderr

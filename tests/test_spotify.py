@@ -19,7 +19,7 @@ from ganzoo_spotify.catalog import Catalog
 from ganzoo_spotify.tables import attach_features
 from ganzoo_spotify.web import RateLimited, RetryPolicy, Transient, spotify_id as parse_id
 
-from conftest import STORE_FLAGS, run_ganzoo
+from conftest import STORE_FLAGS, interruptible, run_ganzoo
 from fake_spotify import CLIENT_ID, CLIENT_SECRET, Catalogue, FakeSpotify, Faults, spotify_id
 
 FAULTS = Faults(rate_limit_every=7, server_error_every=7, slow_every=11, slow_s=1.5, truncate_every=5,
@@ -149,7 +149,8 @@ def test_kill_9_or_ctrl_c_then_restart_gives_the_uninterrupted_database(referenc
                    (signal.SIGINT, "SELECT COUNT(*) >= 4 FROM covers WHERE status = 'done'"),  # downloading
                    (signal.SIGKILL, "SELECT COUNT(*) >= 12 FROM covers WHERE status = 'done'")]
     for how, point in kill_points:
-        process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=interruptible)
         try:
             wait_for(lambda: count(out, point) or process.poll() is not None)
         finally:

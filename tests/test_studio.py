@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from werkzeug.serving import make_server
 
-from conftest import REPO, run_ganzoo, tiny_config
+from conftest import REPO, interruptible, run_ganzoo, tiny_config
 from ganzoo.sampling import load_sampler
 from ganzoo.plugins import get_registry
 from ganzoo.studio import Studio, create_app
@@ -206,7 +206,7 @@ def test_cli_serves_on_loopback_and_refuses_a_busy_port(checkpoints):
     checkpoint = root / "unconditional"  # a run folder, as generate and bench take
     process = subprocess.Popen([sys.executable, "-m", "ganzoo", "studio", str(checkpoint), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible)
     try:
         line = process.stdout.readline()
         assert line.startswith("ganzoo studio: http://127.0.0.1:"), line + process.stderr.read()
