@@ -16,6 +16,7 @@ import click
 from ganzoo.data import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.errors import GanzooError
 from ganzoo.files import make_folder, writable_file
+from ganzoo.images import MAX_UPSCALE, RESAMPLING
 
 MAX_MESSAGE = 1000
 
@@ -107,12 +108,16 @@ def cli():
               help="Budget of CPU time (all threads) for this run: the same work on a busy machine.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/RECIPE-TIME].")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this folder.")
+@click.option("--init-from", type=click.Path(exists=True),
+              help="Fine-tune: start from this checkpoint's (or run's) generator, critic and average, with fresh "
+                   "optimisers at step 0 (same architecture, size, width and conditions).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in N local processes (one per GPU, or CPU processes): starts torchrun.")
-def train(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resume, device, quiet, nproc):
-    """Train RECIPE, components joined with '+': wgan, wgan+logan, mygan+wgan.
+def train(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resume, init_from, device, quiet, nproc):
+    """Train RECIPE, components joined with '+': dcgan+ns+diffaug, wgan+logan, r3gan+rpgan+ada (without one,
+    the config file's recipe or ganzoo's default, the best of the CPU leaderboard in benchmarks/RESULTS.md).
 
     Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt to the run
     folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it stopped.
@@ -129,6 +134,8 @@ def train(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resu
 
     state = None
     if resume:
+        if init_from:
+            raise GanzooError("--init-from starts a new run; --resume continues one: give one of them")
         if config_file or overrides:
             raise GanzooError("--resume continues a run with its own config; only --steps, --minutes, "
                               "--cpu-minutes and --device may change")
@@ -141,11 +148,9 @@ def train(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resu
                    "device": device or config.device}
         config = config.model_copy(update=updates)
     else:
-        if not recipe and not config_file:
-            raise GanzooError("name a RECIPE to train (e.g. `ganzoo train wgan`), or --resume a run folder")
         config = build_config({}, config_file, overrides)
-        updates = {k: v for k, v in {"recipe": recipe, "steps": steps, "minutes": minutes,
-                                     "cpu_minutes": cpu_minutes, "device": device}.items() if v}
+        updates = {k: v for k, v in {"recipe": recipe, "steps": steps, "minutes": minutes, "cpu_minutes": cpu_minutes,
+                                     "device": device, "init_from": init_from}.items() if v}
         if (minutes or cpu_minutes) and not steps:
             updates["steps"] = None
         config = build_config(config.model_dump() | updates)
@@ -189,48 +194,74 @@ def without_nproc(args: list[str]) -> list[str]:
 @click.option("--features", metavar="NAME=VALUE,...",
               help="Ask for condition values, e.g. danceability=0.8,energy=0.3 (audio features in their units).")
 @click.option("--genre", metavar="NAME", help="Ask for a genre (the checkpoint's categorical condition).")
+@click.option("--track", metavar="ID_OR_URI_OR_URL",
+              help="Take the conditions of this track from --tracks (its features, and its genre if the "
+                   "checkpoint has one); --features and --genre override single values.")
+@click.option("--tracks", type=click.Path(exists=True, dir_okay=False),
+              help="A features CSV (track_id or uri column) to look --track up in.")
+@click.option("--track-ids", type=RegistryChoice("track_ids"),
+              help="The track id plugin that reads --track and --tracks [default: the default one, spotify].")
 @click.option("--sweep", metavar="FEATURE",
               help="Write a grid whose columns step FEATURE from its low to its high end, noise fixed per row.")
 @click.option("--sweep-steps", type=click.IntRange(min=2, max=32), default=8, show_default=True,
               help="Columns of a continuous --sweep (a categorical one shows every category).")
+@click.option("--upscale", type=click.IntRange(1, MAX_UPSCALE), default=1, show_default=True,
+              help="Write the covers this many times larger (resampled: larger files, not more detail).")
+@click.option("--upscale-filter", type=click.Choice(sorted(RESAMPLING)), default="lanczos", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True,
               help="Grid image to write.")
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="Also write each image as its own PNG here, with conditions.csv for conditional models.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def generate(checkpoint, count, features, genre, sweep, sweep_steps, out, out_dir, seed, device):
-    """Generate covers from CHECKPOINT's EMA generator.
+def generate(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, upscale, upscale_filter,
+             out, out_dir, seed, device):
+    """Generate covers from CHECKPOINT's EMA generator, at the size it was trained at (or --upscale'd).
 
-    Conditional checkpoints follow --features and --genre; every feature not given is drawn from the
+    Conditional checkpoints follow --features, --genre and --track; every feature not given is drawn from the
     training rows that match the given genre and lie nearest to the given values (the 32 nearest), so
     covers keep the data's own combinations. With no flags, conditions are those of random training rows.
     """
-    from torchvision.utils import save_image
+    import numpy as np
+    from torchvision.utils import make_grid
 
     from ganzoo.conditions import parse_request
-    from ganzoo.data.store import write_metadata_csv
     from ganzoo.context import resolve_device
+    from ganzoo.data.store import write_metadata_csv
+    from ganzoo.images import cover_image
+    from ganzoo.plugins import get_registry
     from ganzoo.sampling import load_sampler
+    from ganzoo.tracks import read_tracks, track_request
 
+    if tracks and not track:
+        raise GanzooError("--tracks is the file to look --track up in; give --track too")
     writable_file(out)
     if out_dir:
         make_folder(out_dir)
-    sampler = load_sampler(checkpoint, resolve_device(device))
+    registry = get_registry()
+    table = read_tracks(tracks, registry, track_ids) if track else None
+    sampler = load_sampler(checkpoint, resolve_device(device), registry)
     request = parse_request(sampler.conditions, features, genre)
+    track_id = None
+    if track:
+        track_id, from_track = track_request(track, table, sampler.conditions)
+        request = from_track | request
     if sweep:
         images, rows, columns = sampler.sweep(sweep, sweep_steps, count or 4, seed, request)
     else:
         images, rows = sampler.covers(count or 64, seed, request)
         columns = int(math.ceil(math.sqrt(len(images))))
-    images = images.float() / 255
-    save_image(images, out, nrow=columns)
+    grid = make_grid(images, nrow=columns, padding=2).permute(1, 2, 0).numpy()
+    cover_image(np.ascontiguousarray(grid), upscale, upscale_filter).save(out)
     if out_dir:
-        for i, image in enumerate(images):
-            save_image(image, Path(out_dir) / f"{i:05d}.png")
+        for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+            cover_image(image, upscale, upscale_filter).save(Path(out_dir) / f"{i:05d}.png")
         if rows is not None:
+            if track_id is not None:
+                rows = {"track": np.array([track_id] * len(images), dtype=object), **rows}
             write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(images))
-    click.echo(f"wrote {len(images)} covers to {out}" + (f" and {out_dir}/" if out_dir else ""))
+    size = images.shape[-1] * upscale
+    click.echo(f"wrote {len(images)} covers of {size} px to {out}" + (f" and {out_dir}/" if out_dir else ""))
 
 
 class DefaultCommandGroup(GanzooGroup):
@@ -454,14 +485,17 @@ def data():
               show_default=True,
               help="Drop a cover whose perceptual hash is within this many bits of an earlier one's.")
 @click.option("--keep-duplicates", is_flag=True, help="Keep duplicate covers (exact and near).")
+@click.option("--where", multiple=True, metavar="'COLUMN OP VALUE'",
+              help="Keep only rows of the metadata for which this holds, e.g. --where 'popularity >= 60' (repeat: "
+                   "all must hold; OP is ==, !=, <, <=, >, >=). FOLDER may be a store: its rows go to a new --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates, quiet):
+def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates, where, quiet):
     """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files and duplicates
     skipped, with counts. A Spotify collection folder packs with its covers' audio features."""
     from ganzoo.data.prepare import format_counts, prepare as prepare_store
 
     store, report = prepare_store(folder, size, metadata, out, workers, progress=not quiet,
-                                  max_hash_distance=None if keep_duplicates else max_hash_distance)
+                                  max_hash_distance=None if keep_duplicates else max_hash_distance, where=where)
     click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
     click.echo(f"  kept {report['kept']} of {report['files']} files")
     if report["dropped"]:
@@ -471,6 +505,9 @@ def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplic
     if report.get("metadata"):
         click.echo(f"  metadata {report['metadata']}: {report['files_without_metadata_row']} files without a "
                    f"row, {report['metadata_rows_without_image']} rows without an image")
+    if report.get("where"):
+        chosen = report["where"]
+        click.echo(f"  where {' and '.join(chosen['expressions'])}: {chosen['matching']} of {chosen['rows']} rows")
 
 
 @data.command()

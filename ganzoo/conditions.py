@@ -10,7 +10,7 @@ import torch
 
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import Condition, Metadata
-from ganzoo.plugins import Registry, first_line
+from ganzoo.plugins import Registry, blame
 
 NEAREST_ROWS = 32
 """Rows a request draws its unspecified features from: the training rows nearest to the requested values."""
@@ -29,13 +29,8 @@ def fit_conditions(names: list[str], options: Mapping[str, dict], registry: Regi
     """Build the named condition plugins and fit each to the training table, in config order."""
     conditions = build_conditions(names, options, registry)
     for name, condition in conditions.items():
-        try:
+        with blame(registry.get("condition", name).label, "failed to fit the training table"):
             condition.fit(metadata)
-        except GanzooError:
-            raise
-        except Exception as error:
-            raise GanzooError(f"{registry.get('condition', name).label} failed to fit the training table: "
-                              f"{type(error).__name__}: {first_line(error)}") from None
     return conditions
 
 

@@ -69,6 +69,11 @@ class TrainConfig(Strict):
     eval_metrics: list[str] = Field(["fid"], min_length=1, description="metric plugins evaluated during training")
     eval_extractor: str | None = Field(None, description="feature extractor plugin for evaluations (default: "
                                                          "the default extractor)")
+    init_from: str | None = Field(None, description="start from this checkpoint's (or run's) generator, critic "
+                                                     "and average; fresh optimisers, step 0")
+    freeze_critic_blocks: int = Field(0, ge=0, description="freeze the critic's first k blocks (FreezeD)")
+    eval_reference: str | None = Field(None, description="evaluate against this dataset, store or folder instead of "
+                                                         "the training data (a held-out split)")
     device: str = "auto"
     channels_last: bool = Field(True, description="NHWC memory format (measured faster on CPU: benchmarks/)")
     amp: bool = Field(False, description="bf16 autocast for forward passes (meant for CUDA; losses in fp32)")

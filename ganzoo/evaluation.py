@@ -21,7 +21,7 @@ import ganzoo
 from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import FeatureExtractor, ImageData, Metric, MetricInputs
-from ganzoo.plugins import Registry, first_line
+from ganzoo.plugins import Registry, blame
 from ganzoo.sampling import QUANTISATION, Sampler
 
 BATCH = 64
@@ -155,13 +155,9 @@ def evaluate(metrics: dict[str, Metric], registry: Registry, count: int, seed: i
     scores: dict[str, Any] = {}
     for name, metric in metrics.items():
         label = registry.get("metric", name).label
-        try:
+        with blame(label, "failed"):
             result = metric.compute(inputs)
             settings = metric.protocol(inputs)
-        except GanzooError:
-            raise
-        except Exception as error:
-            raise GanzooError(f"{label} failed: {type(error).__name__}: {first_line(error)}") from None
         if not isinstance(result, dict) or not isinstance(settings, dict):
             raise GanzooError(f"{label} broke its promise: compute and protocol must return dicts")
         clash = set(result) & set(scores)
@@ -184,25 +180,28 @@ def flatten_scores(scores: dict[str, Any], prefix: str) -> dict[str, float]:
 
 
 class TrainingEvaluator:
-    """``eval_metrics`` of the EMA generator against the training data, for ``eval_every`` during training.
+    """``eval_metrics`` of the EMA generator against the training data (or ``reference``, such as a held-out
+    split), for ``eval_every`` during training.
 
     Uses its own seeded random generators, so evaluating never changes the training run's randomness.
     """
 
     def __init__(self, config, data: ImageData, registry: Registry, device: torch.device, run_dir: Path,
-                 progress: bool):
+                 progress: bool, reference: ImageData | None = None):
         self.config, self.data, self.registry, self.device = config, data, registry, device
         self.metrics = build_metrics(config.eval_metrics, config.options, registry)
         needs_extractor = any(m.needs_features or m.needs_logits for m in self.metrics.values())
         extractor_name = config.eval_extractor or registry.default("feature_extractor").name
         self.extractor = (build_extractor(extractor_name, config.options.get(extractor_name), registry, device)
                           if needs_extractor else None)
-        self.reference = Reference(data=data, count=config.eval_images, seed=config.seed)
+        reference = reference if reference is not None else data
+        self.reference = Reference(data=reference, count=config.eval_images, seed=config.seed)
         check_counts(self.metrics, registry, config.eval_images, self.reference.size)
         if self.extractor is not None and any(m.needs_reference for m in self.metrics.values()):
             self.reference.features(self.extractor, device, progress=progress)  # cached before training starts
         self.protocol = base_protocol(config.seed, config.data.image_size, device) | {
-            "metrics": list(self.metrics), "reference": config.data.name, "reference_fingerprint": data.fingerprint,
+            "metrics": list(self.metrics), "reference": config.eval_reference or config.data.name,
+            "reference_fingerprint": reference.fingerprint,
             "real_images": self.reference.size, "generated_images": config.eval_images,
             "extractor": self.extractor.protocol if self.extractor else None, "quantisation": QUANTISATION}
         (run_dir / "eval_protocol.json").write_text(json.dumps(self.protocol, indent=1))

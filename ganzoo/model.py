@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganzoo.conditions import encode, fit_conditions
+from ganzoo.checkpoint import checkpoint_config, field as checkpoint_field, load_weights
+from ganzoo.conditions import encode, fit_conditions, restore_conditions
 from ganzoo.config import TrainConfig
 from ganzoo.context import RunContext
 from ganzoo.data.sources import dataset_name, describe_sizes
@@ -19,7 +20,7 @@ from ganzoo.errors import GanzooError
 from ganzoo.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Augmentation, Auxiliary, Condition,
                                Critic, CriticOutput, Generator, ImageData, LatentOptimiser, Terms)
 from ganzoo.memory import check_fits, format_bytes, training_footprint
-from ganzoo.plugins import Recipe, Registry, first_line
+from ganzoo.plugins import Recipe, Registry, blame
 
 SAMPLE_GRID = 64
 """Covers in the fixed-noise sample grid of a run."""
@@ -133,13 +134,8 @@ class Model:
 
     def load_component_states(self, states: dict[str, dict]) -> None:
         for name, component in self.stateful_components().items():
-            try:
+            with blame(self.plan.label(name), "cannot restore the state the checkpoint holds for it"):
                 component.load_state_dict(states.get(name, {}))
-            except GanzooError:
-                raise
-            except Exception as error:
-                raise GanzooError(f"{self.plan.label(name)} cannot restore the state the checkpoint holds for it: "
-                                  f"{type(error).__name__}: {first_line(error)}") from None
 
     def checked(self, terms: Terms, owner: str, phase: str) -> Terms:
         """``terms`` after checking, on their first appearance, that they are named scalar tensors."""
@@ -169,20 +165,22 @@ def merge_terms(into: Terms, terms: Terms, owner: str, owners: dict[str, str], p
         into[name] = value
 
 
-def build_model(plan: RunPlan, data: ImageData, context: RunContext) -> Model:
-    """Fit the conditions, build and check the networks, and the optimisers and EMA around them."""
+def build_model(plan: RunPlan, data: ImageData, context: RunContext, condition_states: dict | None = None) -> Model:
+    """Fit the conditions (or restore the fitted ``condition_states`` a checkpoint kept), build and check the
+    networks, freeze the critic blocks the config asks to, and make the optimisers and EMA around them."""
     config, registry = plan.config, plan.registry
-    conditions = fit_conditions(config.conditions, config.options, registry, data.fit_metadata)
+    if condition_states is not None:
+        conditions = restore_conditions(config.conditions, config.options, registry, condition_states)
+        missing = sorted({c for condition in conditions.values() for c in condition.columns} - set(data.metadata))
+        if missing:
+            raise GanzooError(f"the data has no {', '.join(missing)} column, which the conditions need")
+    else:
+        conditions = fit_conditions(config.conditions, config.options, registry, data.fit_metadata)
     aux_outputs: dict[str, int] = {}
     asked_by: dict[str, str] = {}
     for name, auxiliary in plan.auxiliaries.items():
-        try:
+        with blame(plan.label(name), "failed to name its outputs"):
             outputs = auxiliary.outputs(conditions)
-        except GanzooError:
-            raise
-        except Exception as error:
-            raise GanzooError(f"{plan.label(name)} failed to name its outputs: {type(error).__name__}: "
-                              f"{first_line(error)}") from None
         aux_outputs.update(outputs)
         asked_by.update({output: plan.label(name) for output in outputs})
     spec = ArchitectureSpec(image_size=config.data.image_size, latent_dim=config.model.latent_dim,
@@ -196,26 +194,58 @@ def build_model(plan: RunPlan, data: ImageData, context: RunContext) -> Model:
     generator = generator.to(context.device, memory_format=torch.contiguous_format if compiled_on_cuda
                              else memory_format)  # inductor asserted NCHW strides in convolution_backward (H100)
     critic = critic.to(context.device, memory_format=memory_format)
-    try:
+    freeze_critic_blocks(plan, critic, config.freeze_critic_blocks)
+    with blame(plan.recipe.loss.label, "failed to make its optimisers"):
         optimiser_g, optimiser_d = plan.loss.optimisers(generator, critic)
-    except GanzooError:
-        raise
-    except Exception as error:
-        raise GanzooError(f"{plan.recipe.loss.label} failed to make its optimisers: {type(error).__name__}: "
-                          f"{first_line(error)}") from None
     ema = GeneratorAverage(generator, config.ema_decay)
     return Model(plan, spec, generator, critic, conditions, optimiser_g, optimiser_d, ema)
 
 
+def freeze_critic_blocks(plan: RunPlan, critic: Critic, count: int) -> None:
+    """Freeze the critic's first ``count`` blocks, as the architecture lists them (FreezeD, Mo et al. 2020)."""
+    if not count:
+        return
+    blocks = plan.architecture.critic_blocks(critic)
+    if len(blocks) < count:
+        raise GanzooError(f"freeze_critic_blocks={count}, but {plan.recipe.architecture.label} lists "
+                          f"{len(blocks)} critic blocks" + ("" if blocks else " (it does not name them, so none "
+                                                                              "can be frozen)"))
+    for block in blocks[:count]:
+        block.requires_grad_(False)
+
+
+def initialise_from(model: Model, source: dict, path: str) -> None:
+    """Start ``model`` from another run's generator, critic and average (weights only; fresh optimisers). The
+    architecture, image size, widths, latent size, conditions and extra critic outputs must match; the first
+    difference is one line."""
+    theirs = checkpoint_config(source, path)
+    ours = model.plan.config
+    spec = checkpoint_field(source, "spec", dict, path)
+    architecture = model.plan.recipe.architecture.name
+    differences = [
+        ("architecture", architecture, model.plan.registry.recipe(theirs.recipe).architecture.name),
+        ("data.image_size", ours.data.image_size, spec.get("image_size")),
+        ("model.width", ours.model.width, spec.get("width")),
+        ("model.latent_dim", ours.model.latent_dim, spec.get("latent_dim")),
+        ("conditions", ours.conditions, theirs.conditions),
+        ("condition width", model.spec.condition_dim, spec.get("condition_dim")),
+        ("extra critic outputs", model.spec.aux_outputs, spec.get("aux_outputs")),
+    ]
+    for name, mine, source_value in differences:
+        if mine != source_value:
+            raise GanzooError(f"--init-from {path}: its {name} is {source_value!r}, this run's is {mine!r}")
+    if ours.options.get(architecture, {}) != theirs.options.get(architecture, {}):
+        raise GanzooError(f"--init-from {path}: its options.{architecture} are {theirs.options.get(architecture, {})},"
+                          f" this run's are {ours.options.get(architecture, {})}")
+    load_weights(model.generator, checkpoint_field(source, "generator", dict, path), "generator")
+    load_weights(model.critic, checkpoint_field(source, "critic", dict, path), "critic")
+    load_weights(model.ema, checkpoint_field(source, "ema", dict, path), "EMA generator")
+
+
 def build_networks(architecture: Architecture, spec: ArchitectureSpec, label: str) -> tuple[Generator, Critic]:
     """``architecture.build(spec)``, checked to return a (Generator, Critic) pair."""
-    try:
+    with blame(label, "failed to build its networks"):
         networks = architecture.build(spec)
-    except GanzooError:
-        raise
-    except Exception as error:
-        raise GanzooError(f"{label} failed to build its networks: {type(error).__name__}: {first_line(error)}") \
-            from None
     if not (isinstance(networks, tuple) and len(networks) == 2 and isinstance(networks[0], Generator)
             and isinstance(networks[1], Critic)):
         raise GanzooError(f"{label} broke its promise: build must return (Generator, Critic)")
@@ -233,7 +263,7 @@ def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec,
     modes = generator.training, critic.training
     generator.eval(), critic.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), blame(label, "fails on a batch of 2"):
             images = generator(z, c)
             expected = (2, spec.channels, spec.image_size, spec.image_size)
             if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
@@ -241,11 +271,6 @@ def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec,
                 raise GanzooError(f"{label} broke its promise: its generator made {found} for a batch of 2, not "
                                   f"{expected}")
             out = critic(images, c)
-    except GanzooError:
-        raise
-    except Exception as error:
-        raise GanzooError(f"{label}: its networks fail on a batch of 2: {type(error).__name__}: "
-                          f"{first_line(error)}") from None
     finally:
         generator.train(modes[0]), critic.train(modes[1])
     if not isinstance(out, CriticOutput) or tuple(out.score.shape) != (2,):

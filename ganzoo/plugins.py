@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from typing import Any
@@ -197,13 +198,8 @@ class Registry:
         interface); whatever the factory raises is one line naming the plugin."""
         component = self.get(kind, name)
         parsed = component.parse_options(options)
-        try:
+        with blame(component.label, "failed to build"):
             instance = component.factory(parsed)
-        except GanzooError:
-            raise
-        except Exception as error:
-            raise GanzooError(f"{component.label} failed to build: {type(error).__name__}: {first_line(error)}") \
-                from None
         interface = KINDS[kind][1]
         if not isinstance(instance, interface):
             raise GanzooError(f"{component.label} broke its promise: its factory returned a "
@@ -248,6 +244,18 @@ def unknown_name_message(what: str, name: str, known) -> str:
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(sorted(known)) or "none installed"
     return f"unknown {what} {name!r}{hint} (known: {listing}; see `ganzoo plugins`)"
+
+
+@contextmanager
+def blame(label: str, doing: str):
+    """Within it, whatever a plugin's code raises (but a GanzooError, already one line) becomes one line naming
+    the component: ``loss 'x' (plugin 'y') failed to build: KeyError: 'z'``."""
+    try:
+        yield
+    except GanzooError:
+        raise
+    except Exception as error:
+        raise GanzooError(f"{label} {doing}: {type(error).__name__}: {first_line(error)}") from None
 
 
 def first_line(error: BaseException) -> str:

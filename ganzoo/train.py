@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import ganzoo
 from ganzoo import context as run_context
-from ganzoo.checkpoint import field, load_weights, remove_partial_saves, save_checkpoint
+from ganzoo.checkpoint import field, load_checkpoint, load_weights, remove_partial_saves, save_checkpoint
 from ganzoo.conditions import condition_record
 from ganzoo.config import TrainConfig
 from ganzoo.context import RunContext
@@ -41,7 +41,7 @@ from ganzoo.errors import GanzooError
 from ganzoo.evaluation import TrainingEvaluator
 from ganzoo.files import FolderLock
 from ganzoo.interfaces import Batch, CriticOutput, ImageData, Terms
-from ganzoo.model import SAMPLE_GRID, Model, RunPlan, build_model, merge_terms, plan_run
+from ganzoo.model import SAMPLE_GRID, Model, RunPlan, build_model, initialise_from, merge_terms, plan_run
 from ganzoo.plugins import Registry, get_registry
 
 
@@ -119,6 +119,7 @@ class Trainer:
         if config.compile:
             self.generator = torch.compile(self.generator)
         plan = model.plan
+        self.critic_trainable = [p for p in model.critic.parameters() if p.requires_grad]  # frozen blocks stay so
         self.augmentations = list(plan.augmentations.values())
         self.uses_latent_step = {phase: plan.latent_optimiser is not None and phase in plan.latent_optimiser.applies_to
                                  for phase in ("critic", "generator")}
@@ -170,7 +171,8 @@ class Trainer:
         wanted) but left in train mode. Conditions are drawn from the data's own rows."""
         model = self.model
         critic = self.critic_view(model.critic)
-        model.critic.requires_grad_(False)
+        for parameter in self.critic_trainable:
+            parameter.requires_grad_(False)
         try:
             real = real_out = None
             if model.loss.generator_needs_real:
@@ -189,7 +191,8 @@ class Trainer:
             sum(terms.values()).backward()
             model.optimiser_g.step()
         finally:
-            model.critic.requires_grad_(True)
+            for parameter in self.critic_trainable:
+                parameter.requires_grad_(True)
         return terms
 
     def terms(self, batch: Batch) -> Terms:
@@ -236,7 +239,10 @@ def run(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, regis
                         progress=progress and ranks.is_main)
     if ranks.is_main:
         context.barrier()
-    model = build_model(plan, data, context)
+    init = load_checkpoint(config.init_from) if config.init_from and resume is None else None
+    model = build_model(plan, data, context, condition_states=condition_states(resume or init))
+    if init is not None:
+        initialise_from(model, init, config.init_from)
     resident = (fits_on_device(data.images, model.spec.condition_dim, context.device)
                 if config.data.on_device == "auto" else config.data.on_device)
     sampler_device = context.device if resident else None
@@ -309,8 +315,12 @@ class Bookkeeping:
         self.log = RunLog(run_dir)
         self.evaluate = None
         if config.eval_every:
+            reference = (open_dataset(config.eval_reference, config.data.image_size, registry, config.options,
+                                      wanted=config.eval_images, progress=progress)
+                         if config.eval_reference else None)
             with torch.random.fork_rng():  # building an extractor may draw random numbers: keep training's own
-                self.evaluate = TrainingEvaluator(config, data, registry, context.device, run_dir, progress)
+                self.evaluate = TrainingEvaluator(config, data, registry, context.device, run_dir, progress,
+                                                  reference)
         self.condition_state = condition_record(model.conditions, data.fit_metadata) if model.conditions else None
         self.started = time.perf_counter() - progress_state.elapsed_s
         self.interval_start, self.interval_steps = time.perf_counter(), 0
@@ -419,6 +429,15 @@ def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: Im
     if field(state, "rng_cuda", list) and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return Progress(field(state, "step", int), float(field(state, "elapsed_s", (int, float))))
+
+
+def condition_states(state: dict[str, Any] | None) -> dict | None:
+    """The fitted condition states a checkpoint kept, if any: a resumed or initialised run encodes its
+    conditions as the checkpoint's run did, whatever its own data's statistics."""
+    if state is None:
+        return None
+    record = state.get("conditions")
+    return record.get("states") if isinstance(record, dict) else None
 
 
 def keep_metrics_until(path: Path, step: int) -> None:

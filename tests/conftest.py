@@ -10,7 +10,7 @@ import pytest
 from ganzoo.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"data": {"image_size": 32}, "model": {"width": 8, "latent_dim": 16}, "batch_size": 16,
+TINY = {"recipe": "wgan", "data": {"image_size": 32}, "model": {"width": 8, "latent_dim": 16}, "batch_size": 16,
         "steps": 4, "log_every": 1, "sample_every": 2, "checkpoint_every": 2,
         "options": {"wgan": {"n_critic": 2}, "synthcovers": {"count": 128}}}
 STORE_FLAGS = ["--set", "data.image_size=32", "--set", "model.width=8", "--set", "model.latent_dim=16",

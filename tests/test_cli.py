@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ganzoo.checkpoint import load_checkpoint
+from ganzoo.config import TrainConfig
 
 from conftest import TINY_FLAGS, run_ganzoo
 
@@ -67,8 +68,11 @@ def test_resume_rejects_config_changes(tmp_path):
     assert run_ganzoo("train", "wgan", *TINY_FLAGS, "--steps", "1", "--out", run).returncode == 0
     result = run_ganzoo("train", "--resume", run, "--set", "batch_size=4")
     assert result.returncode == 2 and "own config" in result.stderr
-    result = run_ganzoo("train")
-    assert result.returncode == 2 and "name a RECIPE" in result.stderr
+    default = run_ganzoo("train", "--set", "data.image_size=32", "--set", "options.synthcovers.count=64",
+                         "--set", "model.width=8", "--set", "batch_size=16", "--steps", "1", "--out",
+                         tmp_path / "default", "--quiet")
+    assert default.returncode == 0, default.stderr  # no recipe: the default one
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["recipe"] == TrainConfig().recipe
 
 
 def test_recipe_argument_overrides_the_config_file(tmp_path):

@@ -22,7 +22,9 @@ from tqdm import tqdm
 
 from ganzoo.data import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
-from ganzoo.data.store import IMAGES_FILE, STORE_FORMAT, STORE_VERSION, is_store, read_manifest, write_metadata_csv
+from ganzoo.data.select import select
+from ganzoo.data.store import (IMAGES_FILE, STORE_FORMAT, STORE_VERSION, filter_store, is_store, read_manifest,
+                                 typed_table, write_metadata_csv)
 from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
 from ganzoo.files import publish_folder, staging_folder
@@ -138,8 +140,10 @@ def list_files(folder: Path) -> tuple[list[Path], Counter[str]]:
 
 
 def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | None,
-               max_hash_distance: int | None) -> str:
+               max_hash_distance: int | None, where: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}:{max_hash_distance}".encode())
+    if where:
+        digest.update(f"where:{where}".encode())
     for path in files:
         info = path.stat()
         digest.update(f"{path.relative_to(folder)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
@@ -171,22 +175,31 @@ def default_cache_dir() -> Path:
 
 def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = None, out: str | Path | None = None,
             workers: int | None = None, progress: bool = True,
-            max_hash_distance: int | None = DEFAULT_MAX_HASH_DISTANCE) -> tuple[Path, dict]:
+            max_hash_distance: int | None = DEFAULT_MAX_HASH_DISTANCE, where: tuple[str, ...] = ()
+            ) -> tuple[Path, dict]:
     """Pack ``folder`` into a store at ``out`` (or the cache). Returns (store path, report).
 
     With ``metadata_csv`` (by default the folder's own ``metadata.csv``, if it has one), only the files its rows
-    name are packed, in file order, each with its row. An image whose cleaned pixels equal an earlier one's, or
-    whose pHash is within ``max_hash_distance`` bits of an earlier one's, is dropped as a duplicate; None keeps
-    duplicates.
+    name are packed, in file order, each with its row; ``where`` expressions (``ganzoo.data.select``) keep only
+    the rows for which all hold. An image whose cleaned pixels equal an earlier one's, or whose pHash is within
+    ``max_hash_distance`` bits of an earlier one's, is dropped as a duplicate; None keeps duplicates. A store
+    given as ``folder`` is filtered by ``where`` into a new store at ``out``.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise GanzooError(f"{folder} is not a folder of images")
+    if is_store(folder):
+        if not where or out is None:
+            raise GanzooError(f"{folder} is already a store; to keep some of its rows give --where and --out")
+        return filter_store(folder, where, out)
     own_metadata = folder / METADATA_FILE
     metadata_path = Path(metadata_csv) if metadata_csv else (own_metadata if own_metadata.is_file() else None)
     listed, skipped = list_files(folder)
     files = [p for p in listed if metadata_path is None or p.resolve() != metadata_path.resolve()]
-    key = source_key(files, folder, size, metadata_path, max_hash_distance)
+    if where and metadata_path is None:
+        raise GanzooError(f"--where chooses rows of a metadata table, and {folder} has none (give --metadata "
+                          "FILE.csv)")
+    key = source_key(files, folder, size, metadata_path, max_hash_distance, where)
     target = Path(out) if out else default_cache_dir() / f"{folder.resolve().name}-{size}px-{key[:12]}"
     cached = cached_store(target, key)
     if cached:
@@ -195,6 +208,11 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
 
     columns, rows = read_metadata_rows(metadata_path) if metadata_path else ([], {})
     key_column = ("file" if "file" in columns else columns[0]) if columns else None
+    rows_before = len(rows)
+    if where:
+        table = typed_table({column: [row.get(column, "") for row in rows.values()] for column in columns})
+        keys = list(rows)
+        rows = {keys[i]: rows[keys[i]] for i in select(table, where)}
     dropped: Counter[str] = Counter(skipped)
     fixed: Counter[str] = Counter()
     kept_rows: list[dict[str, str]] = []
@@ -252,6 +270,8 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
         report = {"files": len(jobs) + sum(skipped.values()), "kept": kept, "dropped": dict(dropped),
                   "fixed": dict(fixed), "files_without_metadata_row": len(files) - len(jobs) if metadata_path else 0,
                   "metadata_rows_without_image": len(rows) - len(matched_keys) if metadata_path else 0,
+                  **({"where": {"expressions": list(where), "rows": rows_before, "matching": len(rows)}}
+                     if where else {}),
                   "metadata": str(metadata_path) if metadata_path else None, "max_hash_distance": max_hash_distance}
         manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": folder.resolve().name,
                     "image_size": size, "count": kept, "source": str(folder.resolve()), "source_key": key,

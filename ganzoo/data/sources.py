@@ -13,7 +13,7 @@ from ganzoo.data.store import is_store, load_store
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import ImageData
 from ganzoo.memory import check_fits
-from ganzoo.plugins import Registry, first_line
+from ganzoo.plugins import Registry, blame
 
 
 def dataset_name(name: str | None, registry: Registry) -> str:
@@ -36,13 +36,8 @@ def open_dataset(name: str | None, image_size: int, registry: Registry, options:
         needed = dataset.memory(image_size, wanted)
         if needed:
             check_fits(needed, torch.device("cpu"), f"dataset {name!r} at {image_size} px", "ask it for fewer images")
-        try:
+        with blame(component.label, "failed to load"):
             data = dataset.load(image_size, wanted)
-        except GanzooError:
-            raise
-        except Exception as error:
-            raise GanzooError(f"{component.label} failed to load: {type(error).__name__}: {first_line(error)}") \
-                from None
         if not isinstance(data, ImageData):
             raise GanzooError(f"{component.label} broke its promise: load returned a {type(data).__name__}, not an "
                               "ImageData")

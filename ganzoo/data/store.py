@@ -9,6 +9,7 @@ needs only its own ranks' shards on disk.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ganzoo.context import Ranks
+from ganzoo.data.select import select
 from ganzoo.errors import GanzooError
 from ganzoo.files import publish_folder, staging_folder
 from ganzoo.interfaces import ImageData, Metadata
@@ -58,9 +60,14 @@ def read_metadata_csv(path: Path) -> Metadata:
         reader = csv.reader(f)
         header = next(reader, [])
         rows = list(reader)
+    return typed_table({column: [row[i] if i < len(row) else "" for row in rows] for i, column in enumerate(header)})
+
+
+def typed_table(columns: dict[str, list[str]]) -> Metadata:
+    """Text columns as a metadata table: a column whose every value parses as a number (blank: missing) becomes
+    float64, any other stays text."""
     table: Metadata = {}
-    for i, column in enumerate(header):
-        values = [row[i] if i < len(row) else "" for row in rows]
+    for column, values in columns.items():
         try:
             table[column] = np.array([float(v) if v != "" else np.nan for v in values], dtype=np.float64)
         except ValueError:
@@ -198,3 +205,22 @@ def split_store(source: str | Path, held_out: float, seed: int, out: str | Path)
 
     out = derived_store(out, write)
     return out / "train", out / "held-out"
+
+
+def filter_store(source: str | Path, expressions: tuple[str, ...], out: str | Path) -> tuple[Path, dict]:
+    """A new store of the rows of ``source`` for which every ``--where`` expression holds."""
+    source = Path(source)
+    manifest = read_manifest(source)
+    if (source / SHARDS_FILE).is_file():
+        raise GanzooError(f"{source} is a sharded store; choose rows of an ordinary store, then shard it")
+    data = load_store(source)
+    rows = select(data.metadata, expressions)
+    if not len(rows):
+        raise GanzooError(f"no row of {source} matches {' and '.join(expressions)}")
+    report = {"files": len(data.images), "kept": int(len(rows)), "dropped": {}, "fixed": {}, "cached": False,
+              "where": {"expressions": list(expressions), "rows": len(data.images), "matching": int(len(rows))}}
+    digest = hashlib.sha256(chr(0).join(expressions).encode()).hexdigest()[:12]
+    fingerprint = f"{manifest['fingerprint']}-where-{digest}"
+    derived_store(out, lambda staging: write_rows(data, rows, staging, manifest.get("name", source.name), fingerprint,
+                                                  source=str(source.resolve()), report=report))
+    return Path(out), report

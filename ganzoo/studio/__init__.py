@@ -9,26 +9,22 @@ feature's effect alone.
 from __future__ import annotations
 
 import base64
-import io
 import threading
 from importlib import resources
 
 import numpy as np
 from flask import Flask, Response, jsonify, request
-from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from ganzoo.conditions import condition_for
 from ganzoo.errors import GanzooError
+from ganzoo.images import MAX_UPSCALE, RESAMPLING, png_bytes
 from ganzoo.sampling import Sampler
 from ganzoo.plugins import get_registry
 from ganzoo.tracks import TrackTable, read_tracks, track_request
 
 MAX_GRID = 16
-MAX_SCALE = 16
 MAX_SEED = 2 ** 31 - 1
-RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
-              "nearest": Image.Resampling.NEAREST}
 RESERVED = {"seed", "n", "index", "scale", "filter"}
 
 
@@ -106,15 +102,6 @@ class Studio:
             raise BadRequest(str(error)) from None
 
 
-def png(array: np.ndarray, scale: int = 1, resampling: str = "nearest") -> bytes:
-    image = Image.fromarray(array)
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), RESAMPLING[resampling])
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def create_app(studio: Studio) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -139,21 +126,21 @@ def create_app(studio: Studio) -> Flask:
     def covers():
         wanted, seed, count = studio.parse_request(request.args)
         images = studio.covers(wanted, seed, count)
-        urls = ["data:image/png;base64," + base64.b64encode(png(image)).decode() for image in images]
+        urls = ["data:image/png;base64," + base64.b64encode(png_bytes(image)).decode() for image in images]
         return jsonify(covers=urls, seed=seed, request=wanted)
 
     @app.get("/api/cover.png")
     def cover():
         args = request.args.to_dict()
         index = bounded_int(args, "index", 0, 0, MAX_GRID - 1)
-        scale = bounded_int(args, "scale", 8, 1, MAX_SCALE)
+        scale = bounded_int(args, "scale", 8, 1, MAX_UPSCALE)
         resampling = args.get("filter", "lanczos")
         if resampling not in RESAMPLING:
             raise BadRequest(f"filter must be one of {', '.join(sorted(RESAMPLING))}, not {resampling!r}")
         wanted, seed, count = studio.parse_request(args)
         if index >= count:
             raise BadRequest(f"index {index} is outside the grid of {count}")
-        data = png(studio.covers(wanted, seed, count)[index], scale, resampling)
+        data = png_bytes(studio.covers(wanted, seed, count)[index], scale, resampling)
         name = f"ganzoo-cover-seed{seed}-{index}-{scale}x-{resampling}.png"
         return Response(data, mimetype="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
