@@ -49,7 +49,8 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    recipe: str = "wgan"
+    recipe: str = Field("dcgan+ns+diffaug", description="the best recipe of the CPU leaderboard "
+                                                        "(benchmarks/RESULTS.md)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     conditions: list[str] = []
