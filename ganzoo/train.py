@@ -31,10 +31,9 @@ from tqdm import tqdm
 import ganzoo
 from ganzoo import context as run_context
 from ganzoo.checkpoint import field, load_checkpoint, load_weights, remove_partial_saves, save_checkpoint
-from ganzoo.conditions import condition_record
+from ganzoo.conditions import condition_record, encode
 from ganzoo.config import TrainConfig
 from ganzoo.context import RunContext
-from ganzoo.conditions import encode
 from ganzoo.data.loader import BatchSampler, ResidentBatches, StreamedBatches, fits_on_device
 from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
@@ -211,10 +210,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     """Train ``config.recipe`` into ``run_dir``, continuing from ``resume`` (a loaded checkpoint) if given.
 
     Stops after ``config.steps`` generator steps in total, after ``config.minutes`` (or ``cpu_minutes`` of CPU
-    time), or on Ctrl-C / SIGTERM,
-    and always leaves a checkpoint. Returns a summary (steps done, why it stopped, paths). Launched by torchrun,
-    it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing the run folder, which it locks
-    against a second process for as long as it trains.
+    time), or on Ctrl-C / SIGTERM, and always leaves a checkpoint. Returns a summary (steps done, why it stopped,
+    paths). Launched by torchrun, it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing the run
+    folder, which it locks against a second process for as long as it trains.
     """
     run_dir = Path(run_dir)
     if run_context.rank_from_environment() != 0:
