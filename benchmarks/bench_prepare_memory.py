@@ -12,30 +12,21 @@ run on the ordinary file alone gives the floor (the interpreter with torch impor
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
 
+from runner import peak_of
+
 
 def peak_of_prepare(folder: Path, out: Path) -> dict:
-    """Run prepare in a fresh child that reports its own peak RSS (getrusage) when the command ends."""
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; sys.argv = sys.argv[1:]; "
-                             "code = 0\ntry:\n    runpy.run_module('ganzoo', run_name='__main__')\n"
-                             "except SystemExit as stop:\n    code = stop.code or 0\n"
-                             "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)",
-                             "ganzoo", "data", "prepare", str(folder), "--size", "64", "--out", str(out),
-                             "--workers", "1"], capture_output=True, text=True, cwd=folder.parent)
-    seconds = time.perf_counter() - started
-    peak_kb = int(next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("PEAK")))
-    kept = next((line.strip() for line in result.stdout.splitlines() if line.strip().startswith("kept")), "")
-    dropped = next((line.strip() for line in result.stdout.splitlines() if line.strip().startswith("dropped")), "")
-    return {"peak_rss_mib": round(peak_kb / 1024, 1), "seconds": round(seconds, 2), "kept": kept,
-            "dropped": dropped, "exit_code": result.returncode}
+    """Run prepare in a fresh child that reports its own peak RSS, and what it kept and dropped."""
+    result = peak_of(["data", "prepare", folder, "--size", "64", "--out", out, "--workers", "1"], folder.parent)
+    kept = next((line for line in result["output"] if line.startswith("kept")), "")
+    dropped = next((line for line in result["output"] if line.startswith("dropped")), "")
+    return {"peak_rss_mib": result["peak_rss_mib"], "seconds": result["seconds"], "kept": kept, "dropped": dropped,
+            "exit_code": result["exit_code"]}
 
 
 def main():

@@ -21,6 +21,23 @@ def ganzoo(*args, threads: int = 1, check: bool = True) -> subprocess.CompletedP
     return result
 
 
+def peak_of(args, cwd: Path) -> dict:
+    """``python -m ganzoo ARGS`` in a fresh child that reports its own peak resident memory (getrusage) when the
+    command ends: peak RSS, wall time, exit code and the command's last line of output."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; sys.argv = sys.argv[1:]; "
+                             "code = 0\ntry:\n    runpy.run_module('ganzoo', run_name='__main__')\n"
+                             "except SystemExit as stop:\n    code = stop.code or 0\n"
+                             "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)",
+                             "ganzoo", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    seconds = time.perf_counter() - started
+    peak_kb = int(next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("PEAK")))
+    output = [line.strip() for line in (result.stdout + result.stderr).splitlines()
+              if line.strip() and not line.startswith("PEAK")]
+    return {"peak_rss_mib": round(peak_kb / 1024, 1), "seconds": round(seconds, 2), "exit_code": result.returncode,
+            "output": output, "last_line": output[-1][:300] if output else ""}
+
+
 def train_once(run: Path, *args, threads: int = 1) -> bool:
     """``ganzoo train ARGS --out RUN`` unless RUN finished before (its ``wall_seconds.txt``, written last, exists).
     A run folder left unfinished by an interrupted benchmark is this script's own scratch: it is trained again

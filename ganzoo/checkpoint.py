@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 
 from ganzoo.config import TrainConfig, format_validation_error
 from ganzoo.errors import GanzooError
+from ganzoo.files import atomic_file, check_no_link
 
 CHECKPOINT_FORMAT = "ganzoo-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -33,16 +32,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     contents = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
     contents["digest"] = contents_digest(contents)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(contents, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, sync=True) as f:
+        torch.save(contents, f)
 
 
 def remove_partial_saves(path: str | Path) -> None:
@@ -86,7 +77,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     read, and finite weights. Every problem is a GanzooError."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = check_no_link(path / "checkpoint.pt")
     if not path.is_file():
         raise GanzooError(f"no checkpoint at {path}")
     try:
@@ -162,6 +153,93 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what
         detail = " ".join(str(error).split())
         raise GanzooError(f"the checkpoint's {what} weights do not fit the network its config builds (saved "
                           f"by another version of the architecture plugin?): {detail[:300]}") from None
+
+
+def load_optimiser_state(optimiser: torch.optim.Optimizer, state: Any, what: str) -> None:
+    """``optimiser.load_state_dict(state)`` after checking the state against the optimiser's parameters: the
+    same groups and hyperparameters, each parameter's state holding the entries this optimiser keeps (found by
+    stepping a throwaway copy of it on one parameter) with the parameter's shape, finite. A crafted or damaged
+    state would otherwise fail inside the optimiser's first step."""
+    def refuse(reason: str) -> GanzooError:
+        return GanzooError(f"the checkpoint's {what} optimiser state does not fit this run: {reason}")
+
+    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
+        raise refuse("it is not a table of 'state' and 'param_groups'")
+    groups, entries = state["param_groups"], state["state"]
+    ours = optimiser.param_groups
+    if not isinstance(groups, list) or len(groups) != len(ours) or not isinstance(entries, dict):
+        raise refuse(f"it has {len(groups) if isinstance(groups, list) else 'no'} parameter groups, this run "
+                     f"{len(ours)}")
+    parameters = [p for group in ours for p in group["params"]]
+    indices = []
+    for theirs, mine in zip(groups, ours):
+        if not isinstance(theirs, dict) or set(theirs) != set(mine) or not isinstance(theirs["params"], list) \
+                or len(theirs["params"]) != len(mine["params"]):
+            raise refuse("its parameter groups differ from this run's")
+        indices += theirs["params"]
+        for key, value in theirs.items():
+            if key != "params" and not (plain_setting(value) and same_kind(value, mine[key])):
+                raise refuse(f"its setting {key!r} is {str(value)[:40]}, where this run's is {str(mine[key])[:40]}")
+    if not all(type(i) is int for i in indices) or sorted(indices) != list(range(len(parameters))):
+        raise refuse("its parameter numbering differs from this run's")
+    reference = optimiser_entries(optimiser)
+    for index, entry in entries.items():
+        if not isinstance(index, int) or not 0 <= index < len(parameters) or not isinstance(entry, dict):
+            raise refuse(f"it holds state for a parameter {str(index)[:20]} this run does not have")
+        if reference is not None and set(entry) != set(reference):
+            raise refuse(f"parameter {index} keeps {sorted(entry)}, this optimiser {sorted(reference)}")
+        for key, value in entry.items():
+            shaped = reference.get(key) if reference is not None else None
+            expected = tuple(parameters[index].shape) if shaped else None
+            if not isinstance(value, torch.Tensor) or (expected is not None and tuple(value.shape) != expected) \
+                    or (shaped is False and value.numel() != 1) \
+                    or (value.is_floating_point() and not bool(torch.isfinite(value).all())):
+                raise refuse(f"entry {key!r} of parameter {index} is not a finite tensor of the parameter's shape")
+    try:
+        optimiser.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as error:
+        raise refuse(first_line(error)) from None
+
+
+def plain_setting(value) -> bool:
+    """A hyperparameter an optimiser's group may hold: a finite number, a flag, text, None or a tuple of them."""
+    if isinstance(value, (list, tuple)):
+        return all(plain_setting(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and bool(torch.isfinite(value).all())
+    return value is None or isinstance(value, (bool, int, str))
+
+
+def same_kind(value, reference) -> bool:
+    """Whether an optimiser setting from a checkpoint has the kind of this run's: numbers for numbers, flags for
+    flags, tuples of the same length, None for None."""
+    if isinstance(reference, (list, tuple)):
+        return isinstance(value, (list, tuple)) and len(value) == len(reference) and all(
+            same_kind(v, r) for v, r in zip(value, reference))
+    if isinstance(reference, bool) or reference is None or isinstance(reference, str):
+        return type(value) is type(reference)
+    if isinstance(reference, (int, float, torch.Tensor)):
+        return isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool)
+    return True
+
+
+def optimiser_entries(optimiser: torch.optim.Optimizer) -> dict[str, bool] | None:
+    """The entries this optimiser keeps per parameter, each marked True when it has the parameter's shape: what a
+    copy of it with the first group's settings keeps after one step on a small parameter. None when the optimiser
+    cannot be copied that way."""
+    settings = {k: v for k, v in optimiser.param_groups[0].items() if k != "params"}
+    probe = torch.zeros(3, requires_grad=True, device=optimiser.param_groups[0]["params"][0].device
+                        if optimiser.param_groups[0]["params"] else "cpu")
+    try:
+        copy = type(optimiser)([probe], **settings)
+        probe.grad = torch.zeros_like(probe)
+        copy.step()
+    except Exception:  # an optimiser whose settings are not its constructor's arguments: structure checks only
+        return None
+    return {key: isinstance(value, torch.Tensor) and tuple(value.shape) == (3,)
+            for key, value in copy.state[probe].items()}
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> TrainConfig:

@@ -15,8 +15,9 @@ import click
 
 from ganzoo.data import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.errors import GanzooError
-from ganzoo.files import make_folder, writable_file
+from ganzoo.files import make_folder, writable_file, write_atomically
 from ganzoo.images import MAX_UPSCALE, RESAMPLING
+from ganzoo.limits import MAX_SEED
 
 MAX_MESSAGE = 1000
 
@@ -139,7 +140,7 @@ def train(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resu
         if config_file or overrides:
             raise GanzooError("--resume continues a run with its own config; only --steps, --minutes, "
                               "--cpu-minutes and --device may change")
-        state = load_checkpoint(Path(resume) / "checkpoint.pt")
+        state = load_checkpoint(resume)
         config = checkpoint_config(state, Path(resume) / "checkpoint.pt")
         if recipe and recipe != config.recipe:
             raise GanzooError(f"{resume} trains {config.recipe!r}, not {recipe!r}")
@@ -212,7 +213,7 @@ def without_nproc(args: list[str]) -> list[str]:
               help="Grid image to write.")
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="Also write each image as its own PNG here, with conditions.csv for conditional models.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def generate(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, upscale, upscale_filter,
              out, out_dir, seed, device):
@@ -223,12 +224,13 @@ def generate(checkpoint, count, features, genre, track, tracks, track_ids, sweep
     covers keep the data's own combinations. With no flags, conditions are those of random training rows.
     """
     import numpy as np
-    from torchvision.utils import make_grid
+    import torch
 
     from ganzoo.conditions import parse_request
     from ganzoo.context import resolve_device
     from ganzoo.data.store import write_metadata_csv
-    from ganzoo.images import cover_image
+    from ganzoo.images import grid_band_bytes, png_bytes, write_grid
+    from ganzoo.memory import check_fits
     from ganzoo.plugins import get_registry
     from ganzoo.sampling import load_sampler
     from ganzoo.tracks import read_tracks, track_request
@@ -246,22 +248,25 @@ def generate(checkpoint, count, features, genre, track, tracks, track_ids, sweep
     if track:
         track_id, from_track = track_request(track, table, sampler.conditions)
         request = from_track | request
+    columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
+    total = (count or 4) * columns if sweep else (count or 64)
+    side = sampler.image_size
+    check_fits(total * side * side * 3 + grid_band_bytes(side, columns, upscale), torch.device("cpu"),
+               f"{total} covers of {side} px written {upscale}x larger", "ask for fewer covers or a smaller --upscale")
     if sweep:
         images, rows, columns = sampler.sweep(sweep, sweep_steps, count or 4, seed, request)
     else:
         images, rows = sampler.covers(count or 64, seed, request)
-        columns = int(math.ceil(math.sqrt(len(images))))
-    grid = make_grid(images, nrow=columns, padding=2).permute(1, 2, 0).numpy()
-    cover_image(np.ascontiguousarray(grid), upscale, upscale_filter).save(out)
+    covers = images.permute(0, 2, 3, 1).numpy()
+    write_grid(out, covers, columns, upscale, upscale_filter)
     if out_dir:
-        for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
-            cover_image(image, upscale, upscale_filter).save(Path(out_dir) / f"{i:05d}.png")
+        for i, cover in enumerate(covers):
+            write_atomically(Path(out_dir) / f"{i:05d}.png", png_bytes(cover, upscale, upscale_filter))
         if rows is not None:
             if track_id is not None:
                 rows = {"track": np.array([track_id] * len(images), dtype=object), **rows}
             write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(images))
-    size = images.shape[-1] * upscale
-    click.echo(f"wrote {len(images)} covers of {size} px to {out}" + (f" and {out_dir}/" if out_dir else ""))
+    click.echo(f"wrote {len(images)} covers of {side * upscale} px to {out}" + (f" and {out_dir}/" if out_dir else ""))
 
 
 class DefaultCommandGroup(GanzooGroup):
@@ -353,7 +358,7 @@ def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
               help="Images to generate (or to take from SOURCE).")
 @click.option("--real", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Reference images (all of them if the reference has fewer).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--size", type=click.IntRange(8, 4096),
               help="Image size for a source that is not a checkpoint [default: the source's or reference's store].")
 @click.option("--extractor", type=RegistryChoice("feature_extractor"),
@@ -527,7 +532,8 @@ def shard(store, shards, out):
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--held-out", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Share of the images held out.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the random split.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the random split.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder for the two stores, OUT/train and OUT/held-out.")
 @click.option("--quiet", is_flag=True, help="Print only the stores' paths.")
@@ -558,11 +564,11 @@ def inspect(store):
     data = load_store(store)
     click.echo(f"{data.name}: {len(data.images)} images of {manifest['image_size']} px, "
                f"fingerprint {data.fingerprint}")
-    click.echo(f"  source: {manifest.get('source', '?')}")
+    click.echo(f"  source: {manifest['source'] or '?'}")
     if "shards" in manifest:
         click.echo(f"  {len(manifest['shards'])} shards of {manifest['count']} images in all")
-    report = manifest.get("report", {})
-    if report.get("dropped"):
+    report = manifest["report"]
+    if report["dropped"]:
         click.echo(f"  dropped when prepared: {format_counts(report['dropped'])}")
     for column, values in data.metadata.items():
         if values.dtype == np.float64 and len(values):

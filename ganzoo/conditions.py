@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -11,6 +12,10 @@ import torch
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import Condition, Metadata
 from ganzoo.plugins import Registry, blame
+
+CONDITION_ROWS = 4096
+"""Training rows of the conditioned columns a checkpoint keeps: generate, the studio and bench take unrequested
+features from them, so that sampling never opens the training data."""
 
 NEAREST_ROWS = 32
 """Rows a request draws its unspecified features from: the training rows nearest to the requested values."""
@@ -34,21 +39,88 @@ def fit_conditions(names: list[str], options: Mapping[str, dict], registry: Regi
     return conditions
 
 
-def condition_record(conditions: Mapping[str, Condition], metadata: Metadata) -> dict[str, Any]:
-    """What a checkpoint keeps so that sampling needs no training data: each condition's fitted state (None
-    if one cannot keep it) and each column's summary (``column_summary``)."""
+def condition_record(conditions: Mapping[str, Condition], metadata: Metadata, seed: int = 0) -> dict[str, Any]:
+    """What a checkpoint keeps so that sampling never opens the training data: each condition's fitted state
+    (None if one cannot keep it), each column's summary (``column_summary``) and up to ``CONDITION_ROWS``
+    training rows of the conditioned columns (drawn with ``seed``), which unrequested features are taken from."""
     states = {name: condition.state() for name, condition in conditions.items()}
+    columns = [column for condition in conditions.values() for column in condition.columns]
+    total = len(metadata[columns[0]]) if columns else 0
+    chosen = np.sort(np.random.default_rng(seed).permutation(total)[:CONDITION_ROWS])
+    rows = {column: [value if isinstance(value, str) else float(value) for value in metadata[column][chosen].tolist()]
+            for column in columns}
     return {"states": states if all(s is not None for s in states.values()) else None,
-            "columns": column_summary(conditions, metadata)}
+            "columns": column_summary(conditions, metadata), "rows": rows}
 
 
 def restore_conditions(names: list[str], options: Mapping[str, dict], registry: Registry,
-                       states: Mapping[str, dict]) -> dict[str, Condition]:
-    """The named conditions with the fitted state a checkpoint kept, in config order."""
+                       states: Any, probe: Metadata, probe_name: str) -> dict[str, Condition]:
+    """The named conditions with the fitted state a checkpoint kept, in config order. The states are untrusted
+    input: a condition that cannot read its state, whose columns ``probe`` (rows of ``probe_name``) lacks, or
+    whose encoding of the probe holds NaN or infinity (a zero or NaN spread), is one line naming it."""
+    if not isinstance(states, dict) or set(states) != set(names):
+        raise GanzooError(f"checkpoint is not usable: it keeps no fitted state for conditions {', '.join(names)} "
+                          "(written by an older ganzoo?)")
     conditions = build_conditions(names, options, registry)
     for name, condition in conditions.items():
-        condition.load_state(states[name])
+        with blame(registry.get("condition", name).label, "cannot read the fitted state the checkpoint keeps"):
+            condition.load_state(states[name])
+        missing = [column for column in condition.columns if column not in probe]
+        if missing:
+            raise GanzooError(f"{probe_name} has no {', '.join(missing)} column, which condition {name!r} needs")
+        with blame(registry.get("condition", name).label, "cannot encode with the checkpoint's fitted state"):
+            encoded = condition.encode(probe)
+        if not isinstance(encoded, torch.Tensor) or not bool(torch.isfinite(encoded).all()):
+            raise GanzooError(f"checkpoint is not usable: condition {name!r} encodes to NaN or infinity with its "
+                              "fitted state (a zero or NaN spread?)")
     return conditions
+
+
+def read_record(record: Any, conditions_names: list[str]) -> tuple[dict[str, dict], Metadata | None]:
+    """The column summary and the training rows of a checkpoint's condition record, checked: every summary
+    finite with low <= high, rows of equal length with numbers or text. Rows are None for a checkpoint that
+    keeps none."""
+    if not isinstance(record, dict) or not isinstance(record.get("columns"), dict):
+        raise GanzooError(f"checkpoint is not usable: its record of conditions {', '.join(conditions_names)} is "
+                          "missing or malformed")
+    summary = {}
+    for column, entry in record["columns"].items():
+        if not isinstance(column, str) or not isinstance(entry, dict):
+            raise GanzooError("checkpoint is not usable: its conditions' column summary is malformed")
+        if "choices" in entry:
+            if not isinstance(entry["choices"], list) or not all(isinstance(c, str) for c in entry["choices"]):
+                raise GanzooError(f"checkpoint is not usable: the categories of {column!r} are malformed")
+            summary[column] = {"choices": list(entry["choices"])}
+            continue
+        values = [entry.get(key) for key in ("low", "high", "median")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values) \
+                or not values[0] <= values[2] <= values[1]:
+            raise GanzooError(f"checkpoint is not usable: the range of {column!r} is {values}, not finite numbers "
+                              "low <= median <= high")
+        summary[column] = dict(zip(("low", "high", "median"), map(float, values)))
+    rows = record.get("rows")
+    if rows is None:
+        return summary, None
+    lengths = {len(v) for v in rows.values() if isinstance(v, list)} if isinstance(rows, dict) else set()
+    if not isinstance(rows, dict) or set(rows) != set(summary) or len(lengths) != 1 or \
+            not 0 < lengths.pop() <= CONDITION_ROWS:
+        raise GanzooError("checkpoint is not usable: its training rows of the conditions are malformed")
+    table = {}
+    for column, values in rows.items():
+        text = "choices" in summary[column]
+        if not all(isinstance(v, (str, float)) if text else isinstance(v, float) for v in values):
+            raise GanzooError(f"checkpoint is not usable: its training rows of {column!r} hold values of the wrong "
+                              "kind")
+        table[column] = np.array(values, dtype=object if text else np.float64)
+    return summary, table
+
+
+def probe_rows(summary: Mapping[str, dict], rows: Metadata | None) -> Metadata:
+    """Rows to check fitted states on: the kept training rows, or one row of medians and first categories."""
+    if rows is not None:
+        return rows
+    return {column: np.array([entry["choices"][0] if entry.get("choices") else ""], dtype=object)
+            if "choices" in entry else np.array([entry["median"]]) for column, entry in summary.items()}
 
 
 def column_summary(conditions: Mapping[str, Condition], metadata: Metadata) -> dict[str, dict]:
@@ -152,11 +224,11 @@ def sweep_values(summary: Mapping[str, dict], condition: Condition, column: str,
 
 
 def given_rows(conditions: Mapping[str, Condition], request: Mapping[str, Any], count: int) -> Metadata:
-    """``count`` condition rows made of the request alone, for when the training data is not at hand: every
-    conditioned column must be given."""
+    """``count`` condition rows made of the request alone, for a checkpoint that keeps no training rows (written
+    by an older ganzoo): every conditioned column must be given."""
     missing = [column for condition in conditions.values() for column in condition.columns if column not in request]
     if missing:
-        raise GanzooError("this checkpoint's training data is not available, so every conditioned feature must "
-                          f"be given (missing: {', '.join(missing)})")
+        raise GanzooError("this checkpoint keeps no training rows to draw unrequested features from, so every "
+                          f"conditioned feature must be given (missing: {', '.join(missing)})")
     return {column: np.array([value] * count, dtype=object if isinstance(value, str) else np.float64)
             for column, value in request.items()}

@@ -12,9 +12,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ganzoo.errors import GanzooError
+from ganzoo.limits import MAX_SEED
 
-
-MAX_SEED = 2 ** 31 - 1
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 10_000
 """A config holds at most this many values once YAML aliases are expanded: an alias bomb stops here."""
@@ -88,8 +87,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("GANZOO_CACHE", Path.home() / ".cache" / "ganzoo"))
 
 
-def format_validation_error(error: pydantic.ValidationError, prefix: str = "") -> str:
-    """One line naming each bad field and why (the first few, each value shown shortened)."""
+def format_validation_error(error: pydantic.ValidationError, prefix: str = "", heading: str = "invalid config") -> str:
+    """One line, after ``heading``, naming each bad field and why (the first few, each value shown shortened)."""
     parts = []
     items = error.errors(include_url=False)
     for item in items[:5]:
@@ -97,7 +96,7 @@ def format_validation_error(error: pydantic.ValidationError, prefix: str = "") -
         given = f" (got {shorten(repr(item['input']))})" if item["type"] != "missing" and "input" in item else ""
         parts.append(f"{field or 'config'}: {item['msg']}{given}")
     more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
-    return "invalid config: " + "; ".join(parts) + more
+    return f"{heading}: " + "; ".join(parts) + more
 
 
 def shorten(text: str, limit: int = MAX_SHOWN_INPUT) -> str:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 import ganzoo
 from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
+from ganzoo.files import write_atomically
 from ganzoo.interfaces import FeatureExtractor, ImageData, Metric, MetricInputs
 from ganzoo.plugins import Registry, blame
 from ganzoo.sampling import QUANTISATION, Sampler
@@ -204,7 +205,7 @@ class TrainingEvaluator:
             "reference_fingerprint": reference.fingerprint,
             "real_images": self.reference.size, "generated_images": config.eval_images,
             "extractor": self.extractor.protocol if self.extractor else None, "quantisation": QUANTISATION}
-        (run_dir / "eval_protocol.json").write_text(json.dumps(self.protocol, indent=1))
+        write_atomically(run_dir / "eval_protocol.json", json.dumps(self.protocol, indent=1))
 
     def __call__(self, generator, conditions) -> dict[str, float]:
         """The scores of ``generator`` (conditioned on random training rows through ``conditions``, if any)."""

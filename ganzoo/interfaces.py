@@ -313,8 +313,14 @@ class ImageData:
 
     def random_rows(self, count: int, seed: int) -> Metadata:
         """``count`` rows drawn at random with replacement (the columns' joint distribution), seeded."""
-        generator = torch.Generator().manual_seed(seed)
-        return self.rows(torch.randint(len(self.images), (count,), generator=generator).numpy())
+        return random_rows(self.metadata, count, seed) if self.metadata else {}
+
+
+def random_rows(metadata: Metadata, count: int, seed: int) -> Metadata:
+    """``count`` rows of a table drawn at random with replacement (the columns' joint distribution), seeded."""
+    total = len(next(iter(metadata.values())))
+    chosen = torch.randint(total, (count,), generator=torch.Generator().manual_seed(seed)).numpy()
+    return {column: values[chosen] for column, values in metadata.items()}
 
 
 class Dataset(ABC):
@@ -409,7 +415,8 @@ class Metric(ABC):
 
 class TrackIds(ABC):
     """Track identifiers in features files: ``columns`` that may hold them (first present wins), and ``parse``
-    turning a pasted id, URI or URL into the id (None when the text holds none)."""
+    turning a pasted id, URI or URL into the id (None when the text holds none). The id must appear verbatim in
+    the text it is parsed from: lookups read only the lines of a features file that contain it."""
 
     columns: tuple[str, ...] = ()
 

@@ -9,6 +9,7 @@ phase (real, fake and the gradient penalty's interpolates, with its double backw
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -88,23 +89,42 @@ def parameter_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def training_footprint(build: Callable[[], tuple[nn.Module, nn.Module]], batch_size: int, latent_dim: int,
-                       condition_dim: int, image_size: int, channels: int = 3) -> tuple[int, int] | None:
-    """(parameter bytes with gradients, optimiser state and EMA; activation bytes) of one training step, from
-    networks ``build`` makes on the meta device. None when the architecture cannot be built or run there."""
+@dataclass
+class NetworkFootprint:
+    """Bytes of each network's parameters, and of the activations of one forward pass of a batch."""
+
+    generator_parameters: int
+    critic_parameters: int
+    generator_activations: int
+    critic_activations: int
+
+    def training(self) -> tuple[int, int]:
+        """(parameters with gradients, optimiser state and the generator's average; activations kept by the
+        larger of the critic phase and the generator phase)."""
+        parameters = (PER_PARAMETER_COPIES * (self.generator_parameters + self.critic_parameters)
+                      + self.generator_parameters)
+        activations = max(CRITIC_PHASE_FORWARDS * self.critic_activations,
+                          self.generator_activations + self.critic_activations)
+        return parameters, activations
+
+    def sampling(self) -> int:
+        """Both networks' weights (a checkpoint builds the pair) and the generator's activations."""
+        return self.generator_parameters + self.critic_parameters + self.generator_activations
+
+
+def network_footprint(build: Callable[[], tuple[nn.Module, nn.Module]], batch_size: int, latent_dim: int,
+                      condition_dim: int, image_size: int, channels: int = 3) -> NetworkFootprint | None:
+    """The footprint of the networks ``build`` makes, measured on the meta device (nothing allocated). None when
+    the architecture cannot be built or run there."""
     try:
         with torch.device("meta"):
             generator, critic = build()
             z = torch.empty(batch_size, latent_dim)
             c = torch.empty(batch_size, condition_dim) if condition_dim else None
             x = torch.empty(batch_size, channels, image_size, image_size)
-            parameters = (PER_PARAMETER_COPIES * (parameter_bytes(generator) + parameter_bytes(critic))
-                          + parameter_bytes(generator))
-            generator_activations = activation_bytes(generator, z, c)
-            critic_activations = activation_bytes(critic, x, c)
+            return NetworkFootprint(parameter_bytes(generator), parameter_bytes(critic),
+                                    activation_bytes(generator, z, c), activation_bytes(critic, x, c))
     except GanzooError:
         raise
     except Exception:  # an architecture that needs real tensors to build or run: no estimate
         return None
-    activations = max(CRITIC_PHASE_FORWARDS * critic_activations, generator_activations + critic_activations)
-    return parameters, activations

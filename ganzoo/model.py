@@ -19,7 +19,7 @@ from ganzoo.data.sources import dataset_name, describe_sizes
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Augmentation, Auxiliary, Condition,
                                Critic, CriticOutput, Generator, ImageData, LatentOptimiser, Terms)
-from ganzoo.memory import check_fits, format_bytes, training_footprint
+from ganzoo.memory import check_fits, format_bytes, network_footprint
 from ganzoo.plugins import Recipe, Registry, blame
 
 SAMPLE_GRID = 64
@@ -85,17 +85,23 @@ def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
 
 def check_support(plan: RunPlan) -> None:
     """Refuse a run the architecture said it cannot do."""
-    architecture, config = plan.architecture, plan.config
-    label = plan.recipe.architecture.label
-    if config.data.image_size not in architecture.image_sizes:
-        raise GanzooError(f"{label} builds images of {describe_sizes(architecture.image_sizes)} px, not "
-                          f"data.image_size={config.data.image_size}")
-    if config.conditions and not architecture.conditional:
-        raise GanzooError(f"{label} does not take conditions, and this run has conditions "
-                          f"{', '.join(config.conditions)}; choose a conditional architecture or no conditions")
-    if plan.auxiliaries and not architecture.extra_outputs:
-        raise GanzooError(f"{label} cannot give the critic the extra outputs that "
-                          f"{', '.join(plan.label(name) for name in plan.auxiliaries)} needs")
+    check_architecture(plan.architecture, plan.recipe.architecture.label, plan.config.data.image_size,
+                       bool(plan.config.conditions), [plan.label(name) for name in plan.auxiliaries])
+
+
+def check_architecture(architecture: Architecture, label: str, image_size: int, conditional: bool,
+                       asking_for_outputs: list[str], prefix: str = "") -> None:
+    """Refuse an image size, conditions or extra critic outputs (asked for by ``asking_for_outputs``) that the
+    architecture said it cannot build; ``prefix`` starts the message (a checkpoint's, say)."""
+    if image_size not in architecture.image_sizes:
+        raise GanzooError(f"{prefix}{label} builds images of {describe_sizes(architecture.image_sizes)} px, not "
+                          f"data.image_size={image_size}")
+    if conditional and not architecture.conditional:
+        raise GanzooError(f"{prefix}{label} does not take conditions, and this run has conditions; choose a "
+                          "conditional architecture or no conditions")
+    if asking_for_outputs and not architecture.extra_outputs:
+        raise GanzooError(f"{prefix}{label} cannot give the critic the extra outputs that "
+                          f"{', '.join(asking_for_outputs)} needs")
 
 
 @dataclass
@@ -170,10 +176,8 @@ def build_model(plan: RunPlan, data: ImageData, context: RunContext, condition_s
     networks, freeze the critic blocks the config asks to, and make the optimisers and EMA around them."""
     config, registry = plan.config, plan.registry
     if condition_states is not None:
-        conditions = restore_conditions(config.conditions, config.options, registry, condition_states)
-        missing = sorted({c for condition in conditions.values() for c in condition.columns} - set(data.metadata))
-        if missing:
-            raise GanzooError(f"the data has no {', '.join(missing)} column, which the conditions need")
+        conditions = restore_conditions(config.conditions, config.options, registry, condition_states,
+                                        data.fit_metadata, "the training data")
     else:
         conditions = fit_conditions(config.conditions, config.options, registry, data.fit_metadata)
     aux_outputs: dict[str, int] = {}
@@ -214,29 +218,49 @@ def freeze_critic_blocks(plan: RunPlan, critic: Critic, count: int) -> None:
         block.requires_grad_(False)
 
 
-def initialise_from(model: Model, source: dict, path: str) -> None:
-    """Start ``model`` from another run's generator, critic and average (weights only; fresh optimisers). The
-    architecture, image size, widths, latent size, conditions and extra critic outputs must match; the first
-    difference is one line."""
+def check_init_source(plan: RunPlan, source: dict, path: str) -> None:
+    """Before anything is built: the run that ``--init-from`` names must have this run's architecture, image
+    size, widths, latent size, conditions (and their options), architecture options and critic normalisation;
+    the first difference is one line."""
     theirs = checkpoint_config(source, path)
-    ours = model.plan.config
+    ours = plan.config
     spec = checkpoint_field(source, "spec", dict, path)
-    architecture = model.plan.recipe.architecture.name
+    architecture = plan.recipe.architecture.name
     differences = [
-        ("architecture", architecture, model.plan.registry.recipe(theirs.recipe).architecture.name),
+        ("architecture", architecture, plan.registry.recipe(theirs.recipe).architecture.name),
         ("data.image_size", ours.data.image_size, spec.get("image_size")),
         ("model.width", ours.model.width, spec.get("width")),
         ("model.latent_dim", ours.model.latent_dim, spec.get("latent_dim")),
         ("conditions", ours.conditions, theirs.conditions),
-        ("condition width", model.spec.condition_dim, spec.get("condition_dim")),
-        ("extra critic outputs", model.spec.aux_outputs, spec.get("aux_outputs")),
+        *[(f"options.{name}", settled(plan, kind, name, ours.options), settled(plan, kind, name, theirs.options))
+          for kind, name in [("architecture", architecture), *(("condition", c) for c in ours.conditions)]],
     ]
     for name, mine, source_value in differences:
         if mine != source_value:
             raise GanzooError(f"--init-from {path}: its {name} is {source_value!r}, this run's is {mine!r}")
-    if ours.options.get(architecture, {}) != theirs.options.get(architecture, {}):
-        raise GanzooError(f"--init-from {path}: its options.{architecture} are {theirs.options.get(architecture, {})},"
-                          f" this run's are {ours.options.get(architecture, {})}")
+    if spec.get("critic_batchnorm") != plan.loss.allows_critic_batchnorm:
+        allows = {True: "allows", False: "forbids"}
+        raise GanzooError(f"--init-from {path}: its loss {plan.registry.recipe(theirs.recipe).loss.name!r} "
+                          f"{allows[bool(spec.get('critic_batchnorm'))]} batch norm in the critic and this run's "
+                          f"{plan.recipe.loss.name!r} {allows[plan.loss.allows_critic_batchnorm]} it, so the critics "
+                          "differ; fine-tune with a loss that treats batch norm as the source's did")
+
+
+def settled(plan: RunPlan, kind: str, name: str, options: dict) -> dict:
+    """A component's options with its defaults filled in, as plain data: two configs that spell the same options
+    differently compare equal."""
+    parsed = plan.registry.get(kind, name).parse_options(options.get(name))
+    return parsed.model_dump() if hasattr(parsed, "model_dump") else parsed
+
+
+def initialise_from(model: Model, source: dict, path: str) -> None:
+    """Start ``model`` from another run's generator, critic and average (weights only; fresh optimisers), after
+    ``check_init_source``; its condition width and extra critic outputs must be this model's too."""
+    spec = checkpoint_field(source, "spec", dict, path)
+    for name, mine, source_value in [("condition width", model.spec.condition_dim, spec.get("condition_dim")),
+                                     ("extra critic outputs", model.spec.aux_outputs, spec.get("aux_outputs"))]:
+        if mine != source_value:
+            raise GanzooError(f"--init-from {path}: its {name} is {source_value!r}, this run's is {mine!r}")
     load_weights(model.generator, checkpoint_field(source, "generator", dict, path), "generator")
     load_weights(model.critic, checkpoint_field(source, "critic", dict, path), "critic")
     load_weights(model.ema, checkpoint_field(source, "ema", dict, path), "EMA generator")
@@ -288,11 +312,11 @@ def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec,
 def check_training_fits(plan: RunPlan, spec: ArchitectureSpec, device: torch.device) -> None:
     """Refuse, in one line, a run whose networks and batch cannot fit in ``device``'s free memory."""
     config = plan.config
-    footprint = training_footprint(lambda: plan.architecture.build(spec), config.batch_size, spec.latent_dim,
-                                   spec.condition_dim, spec.image_size, spec.channels)
+    footprint = network_footprint(lambda: plan.architecture.build(spec), config.batch_size, spec.latent_dim,
+                                  spec.condition_dim, spec.image_size, spec.channels)
     if footprint is None:
         return
-    parameters, activations = footprint
+    parameters, activations = footprint.training()
     fixed_latents = SAMPLE_GRID * spec.latent_dim * 4
     check_fits(parameters + activations + fixed_latents, device,
                f"training {config.recipe} (parameters with gradients and optimiser state {format_bytes(parameters)}, "

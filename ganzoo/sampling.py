@@ -10,13 +10,13 @@ import numpy as np
 import torch
 
 from ganzoo.checkpoint import checkpoint_config, field, load_checkpoint, load_weights
-from ganzoo.conditions import (UNCONDITIONAL, column_summary, condition_for, encode, fit_conditions, given_rows,
+from ganzoo.conditions import (UNCONDITIONAL, condition_for, encode, given_rows, probe_rows, read_record,
                                requested_rows, restore_conditions, sweep_values)
 from ganzoo.config import TrainConfig
-from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
-from ganzoo.interfaces import ArchitectureSpec, Condition, Critic, Generator, ImageData, Metadata
-from ganzoo.model import build_networks
+from ganzoo.interfaces import ArchitectureSpec, Condition, Critic, Generator, Metadata, random_rows
+from ganzoo.memory import check_fits, network_footprint
+from ganzoo.model import build_networks, check_architecture
 from ganzoo.plugins import Registry, get_registry
 
 
@@ -33,11 +33,22 @@ def checkpoint_spec(state: dict[str, Any], config: TrainConfig) -> ArchitectureS
 
 
 def checkpoint_networks(state: dict[str, Any], registry: Registry) -> tuple[Generator, Critic]:
-    """A fresh generator and critic of the architecture, options and spec a checkpoint was trained with."""
+    """A fresh generator and critic of the architecture, options and spec a checkpoint was trained with. The
+    spec is untrusted: what the architecture cannot build, or what cannot fit in memory, is refused before
+    anything is allocated."""
     config = checkpoint_config(state)
     component = registry.recipe(config.recipe).architecture
     architecture = registry.create("architecture", component.name, config.options.get(component.name))
-    return build_networks(architecture, checkpoint_spec(state, config), component.label)
+    spec = checkpoint_spec(state, config)
+    check_architecture(architecture, component.label, spec.image_size, spec.condition_dim > 0,
+                       list(spec.aux_outputs), prefix="checkpoint is not usable: ")
+    footprint = network_footprint(lambda: architecture.build(spec), SAMPLING_BATCH, spec.latent_dim,
+                                  spec.condition_dim, spec.image_size, spec.channels)
+    if footprint is not None:
+        check_fits(footprint.sampling(), torch.device("cpu"),
+                   f"the checkpoint's networks ({component.name} at {spec.image_size} px, model.width {spec.width}, "
+                   f"latent size {spec.latent_dim})", "this checkpoint cannot be used on this machine")
+    return build_networks(architecture, spec, component.label)
 
 
 def load_generator(path: str | Path, device: torch.device, registry: Registry | None = None,
@@ -51,6 +62,9 @@ def load_generator(path: str | Path, device: torch.device, registry: Registry | 
     return generator.to(device).eval(), state
 
 
+SAMPLING_BATCH = 256
+"""Covers generated per forward pass."""
+
 QUANTISATION = "generated images rounded to uint8: round((x + 1) * 127.5), ganzoo.sampling.to_uint8"
 
 
@@ -61,13 +75,14 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Sampler:
-    """Draws uint8 covers from a checkpoint. Conditional models take unrequested features from training-data
-    rows when the data is at hand (``data``); without it, every conditioned feature must be requested."""
+    """Draws uint8 covers from a checkpoint. Conditional models take unrequested features from ``table``, rows
+    of the training data's conditioned columns (the rows a checkpoint keeps, or the whole table during
+    training); without one, every conditioned feature must be requested."""
 
     generator: Generator
     config: TrainConfig
     conditions: dict[str, Condition]
-    data: ImageData | None
+    table: Metadata | None
     device: torch.device
     step: int = 0
     summary: dict[str, dict] | None = None
@@ -85,12 +100,12 @@ class Sampler:
         """uint8 images (B, 3, S, S) for latents ``z`` and, for a conditional model, condition ``rows``."""
         return to_uint8(self.generator(z.to(self.device), encode(self.conditions, rows, self.device))).cpu()
 
-    def generate(self, count: int, seed: int, rows: Metadata | None = None, batch_size: int = 256,
+    def generate(self, count: int, seed: int, rows: Metadata | None = None, batch_size: int = SAMPLING_BATCH,
                  latents: torch.Tensor | None = None):
-        """Yield uint8 image batches (B, 3, S, S); ``rows`` gives the conditions (random rows by default),
-        ``latents`` the noise (drawn from ``seed`` by default)."""
+        """Yield uint8 image batches (B, 3, S, S); ``rows`` gives the conditions (random rows of the table by
+        default), ``latents`` the noise (drawn from ``seed`` by default)."""
         if self.conditions and rows is None:
-            rows = self.data.random_rows(count, seed + 1) if self.data else given_rows(self.conditions, {}, count)
+            rows = self.rows_for({}, count, seed, nearest=False)
         z = self.latents(count, seed) if latents is None else latents
         for start in range(0, count, batch_size):
             batch_rows = {k: v[start:start + batch_size] for k, v in rows.items()} if self.conditions else None
@@ -106,10 +121,18 @@ class Sampler:
         rows = self.rows_for(request, count, seed) if self.conditions else None
         return torch.cat(list(self.generate(count, seed, rows))), rows
 
-    def rows_for(self, request: dict[str, Any], count: int, seed: int) -> Metadata:
-        if self.data is None:
+    def rows_for(self, request: dict[str, Any], count: int, seed: int, nearest: bool = True) -> Metadata:
+        """Condition rows with the requested values; the other columns from the table's rows that match the
+        request (``requested_rows``), or random rows of it when ``nearest`` is False."""
+        if self.table is None:
             return given_rows(self.conditions, request, count)
-        return requested_rows(self.data.metadata, request, count, seed + 1)
+        if not nearest:
+            return random_rows(self.table, count, seed + 1)
+        return requested_rows(self.table, request, count, seed + 1)
+
+    def sweep_columns(self, column: str, steps: int) -> list:
+        """The values a sweep of ``column`` steps through, one per column of its grid."""
+        return sweep_values(self.summary, condition_for(self.conditions, column), column, steps)
 
     def sweep(self, column: str, steps: int, count: int, seed: int, request: dict[str, Any] | None = None,
               ) -> tuple[torch.Tensor, Metadata, int]:
@@ -117,10 +140,9 @@ class Sampler:
         row, and ``column`` steps through ``ganzoo.conditions.sweep_values`` along it. Returns the images in
         row-major order, their condition rows and the number of columns."""
         request = dict(request or {})
-        condition = condition_for(self.conditions, column)
-        values = sweep_values(self.summary, condition, column, steps)
+        values = self.sweep_columns(column, steps)
         request.pop(column, None)
-        if self.data is None:
+        if self.table is None:
             request[column] = values[0]  # a placeholder: the sweep sets this column below
         base = self.rows_for(request, count, seed)
         rows = {name: np.repeat(values_, len(values)) for name, values_ in base.items()}
@@ -130,33 +152,21 @@ class Sampler:
 
 
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:
-    """A Sampler for a checkpoint. For a conditional model the training data is opened when it is at hand; the
-    conditions come from the checkpoint's record, or are fitted to that data for checkpoints without one."""
+    """A Sampler for a checkpoint, from what the checkpoint holds alone (never its training data): the EMA
+    generator, and for a conditional model its conditions' fitted states, column summary and training rows,
+    each checked as untrusted input."""
     registry = registry or get_registry()
     generator, state = load_generator(path, device, registry)
     config = checkpoint_config(state)
     step = field(state, "step", int)
-    if not config.conditions:
-        return Sampler(generator, config, {}, None, device, step)
-    record = state.get("conditions") or {}
-    if not isinstance(record, dict):
-        raise GanzooError("checkpoint is not usable: its 'conditions' record is malformed")
-    try:
-        data = open_dataset(config.data.name, config.data.image_size, registry, config.options, progress=False)
-    except GanzooError:
-        if record.get("states") is None:
-            raise
-        data = None
-    if record.get("states") is not None:
-        try:
-            conditions = restore_conditions(config.conditions, config.options, registry, record["states"])
-            summary = dict(record["columns"])
-        except GanzooError:
-            raise
-        except Exception as error:  # a condition plugin reading a state it did not write
-            raise GanzooError(f"checkpoint is not usable: its conditions' fitted state is malformed "
-                              f"({type(error).__name__}: {str(error)[:100]})") from None
-    else:
-        conditions = fit_conditions(config.conditions, config.options, registry, data.metadata)
-        summary = column_summary(conditions, data.metadata)
-    return Sampler(generator, config, conditions, data, device, step, summary)
+    summary, table, conditions = None, None, {}
+    if config.conditions:
+        record = state.get("conditions")
+        summary, table = read_record(record, config.conditions)
+        conditions = restore_conditions(config.conditions, config.options, registry, record.get("states"),
+                                        probe_rows(summary, table), "the checkpoint's record of its conditions")
+    width = sum(condition.dim for condition in conditions.values())
+    if width != checkpoint_spec(state, config).condition_dim:
+        raise GanzooError(f"checkpoint is not usable: its conditions encode {width} values, its networks take "
+                          f"{checkpoint_spec(state, config).condition_dim}")
+    return Sampler(generator, config, conditions, table, device, step, summary)

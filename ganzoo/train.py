@@ -14,6 +14,7 @@ of every critic call, the auxiliaries beside the loss in both phases.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -30,7 +31,8 @@ from tqdm import tqdm
 
 import ganzoo
 from ganzoo import context as run_context
-from ganzoo.checkpoint import field, load_checkpoint, load_weights, remove_partial_saves, save_checkpoint
+from ganzoo.checkpoint import (field, load_checkpoint, load_optimiser_state, load_weights, remove_partial_saves,
+                               save_checkpoint)
 from ganzoo.conditions import condition_record, encode
 from ganzoo.config import TrainConfig
 from ganzoo.context import RunContext
@@ -38,10 +40,16 @@ from ganzoo.data.loader import BatchSampler, ResidentBatches, StreamedBatches, f
 from ganzoo.data.sources import open_dataset
 from ganzoo.errors import GanzooError
 from ganzoo.evaluation import TrainingEvaluator
-from ganzoo.files import FolderLock
+from ganzoo.files import FolderLock, check_folder_entries, make_subfolder, open_regular, write_atomically
 from ganzoo.interfaces import Batch, CriticOutput, ImageData, Terms
-from ganzoo.model import SAMPLE_GRID, Model, RunPlan, build_model, initialise_from, merge_terms, plan_run
+from ganzoo.model import (SAMPLE_GRID, Model, RunPlan, build_model, check_init_source, initialise_from, merge_terms,
+                          plan_run)
 from ganzoo.plugins import Registry, get_registry
+
+
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.jsonl", "samples.png", "eval_protocol.json")
+RUN_FOLDERS = ("samples", "tensorboard")
+"""What a training process writes in its run folder (besides the lock): none of it may be a symbolic link."""
 
 
 class StopRequest:
@@ -77,12 +85,13 @@ class RunLog:
         self.path = run_dir / "metrics.jsonl"
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
         except ImportError:
             self.tensorboard = None
+        else:
+            self.tensorboard = SummaryWriter(str(make_subfolder(run_dir / "tensorboard")))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        with open(self.path, "a") as f:
+        with open_regular(self.path, "a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.tensorboard:
             for name, value in values.items():
@@ -218,6 +227,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | Non
     if run_context.rank_from_environment() != 0:
         return run(config, run_dir, resume, registry or get_registry(), progress)
     with FolderLock(run_dir, "training"):
+        check_folder_entries(run_dir, RUN_FILES, RUN_FOLDERS)
         if resume is None and (run_dir / "checkpoint.pt").exists():
             raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
         remove_partial_saves(run_dir / "checkpoint.pt")
@@ -238,6 +248,8 @@ def run(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, regis
     if ranks.is_main:
         context.barrier()
     init = load_checkpoint(config.init_from) if config.init_from and resume is None else None
+    if init is not None:
+        check_init_source(plan, init, config.init_from)
     model = build_model(plan, data, context, condition_states=condition_states(resume or init))
     if init is not None:
         initialise_from(model, init, config.init_from)
@@ -308,7 +320,7 @@ class Bookkeeping:
         self.state, self.fixed_latent, self.fixed_condition, self.batches = (progress_state, fixed_latent,
                                                                              fixed_condition, batches)
         self.context = context
-        (run_dir / "config.json").write_text(config.model_dump_json(indent=1))
+        write_atomically(run_dir / "config.json", config.model_dump_json(indent=1))
         keep_metrics_until(run_dir / "metrics.jsonl", progress_state.step)
         self.log = RunLog(run_dir)
         self.evaluate = None
@@ -319,7 +331,8 @@ class Bookkeeping:
             with torch.random.fork_rng():  # building an extractor may draw random numbers: keep training's own
                 self.evaluate = TrainingEvaluator(config, data, registry, context.device, run_dir, progress,
                                                   reference)
-        self.condition_state = condition_record(model.conditions, data.fit_metadata) if model.conditions else None
+        self.condition_state = (condition_record(model.conditions, data.fit_metadata, config.seed)
+                                if model.conditions else None)
         self.started = time.perf_counter() - progress_state.elapsed_s
         self.interval_start, self.interval_steps = time.perf_counter(), 0
         self.bar = tqdm(total=config.steps, initial=progress_state.step, desc=config.recipe, unit="step",
@@ -360,11 +373,11 @@ class Bookkeeping:
         ema.eval()
         with torch.no_grad():
             images = ema(self.fixed_latent, self.fixed_condition).float().cpu()
-        rows = int(math.sqrt(len(images)))
-        grid_path = self.run_dir / "samples" / f"step_{self.state.step:07d}.png"
-        grid_path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, grid_path, nrow=rows, normalize=True, value_range=(-1, 1))
-        save_image(images, self.run_dir / "samples.png", nrow=rows, normalize=True, value_range=(-1, 1))
+        png = io.BytesIO()
+        save_image(images, png, format="png", nrow=int(math.sqrt(len(images))), normalize=True, value_range=(-1, 1))
+        folder = make_subfolder(self.run_dir / "samples")
+        write_atomically(folder / f"step_{self.state.step:07d}.png", png.getvalue())
+        write_atomically(self.run_dir / "samples.png", png.getvalue())
         self.log.image(self.state.step, (images[:16] + 1) / 2)
 
     def save(self) -> None:
@@ -415,15 +428,17 @@ def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: Im
     load_weights(model.generator, state["generator"], "generator")
     load_weights(model.critic, state["critic"], "critic")
     load_weights(model.ema, state["ema"], "EMA generator")
+    load_optimiser_state(model.optimiser_g, field(state, "optimiser_g", dict), "generator")
+    load_optimiser_state(model.optimiser_d, field(state, "optimiser_d", dict), "critic")
     try:
-        model.optimiser_g.load_state_dict(field(state, "optimiser_g", dict))
-        model.optimiser_d.load_state_dict(field(state, "optimiser_d", dict))
         torch.set_rng_state(field(state, "rng_cpu", torch.Tensor))
-    except (ValueError, KeyError, TypeError, RuntimeError) as error:
-        raise GanzooError(f"the checkpoint's optimiser or random state does not fit this run: "
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise GanzooError(f"the checkpoint's random state does not fit this run: "
                           f"{str(error).splitlines()[0][:200]}") from None
     model.load_component_states(field(state, "components", dict))
     sampler.position = field(state, "sampler_position", int)
+    if sampler.position > 1 << 53:
+        raise GanzooError(f"the checkpoint's data position {sampler.position} is not a position a run reaches")
     if field(state, "rng_cuda", list) and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return Progress(field(state, "step", int), float(field(state, "elapsed_s", (int, float))))
@@ -441,15 +456,14 @@ def condition_states(state: dict[str, Any] | None) -> dict | None:
 def keep_metrics_until(path: Path, step: int) -> None:
     """Drop metrics.jsonl rows logged after ``step`` (left by a run that went on past the checkpoint it is resumed
     from), so that no step is logged twice."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return
     kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, path)
+    with open_regular(path) as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line.rstrip("\n") + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue
+    write_atomically(path, "".join(kept))

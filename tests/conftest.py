@@ -76,6 +76,16 @@ def assert_user_error(result, *fragments):
     return errors[0]
 
 
+def cover_folder(path, count=3):
+    """A new folder of ``count`` distinct 40 px PNG covers."""
+    from PIL import Image
+
+    path.mkdir()
+    for i in range(count):
+        Image.new("RGB", (40, 40), (60 * i, 20, 200 - 40 * i)).save(path / f"cover{i}.png")
+    return path
+
+
 def make_batch(phase, critic, fake, real=None, condition=None, step=0):
     """The record the engine hands a loss or auxiliary for one update, with the critic's outputs on ``fake``
     (and ``real``, when given) computed by ``critic``."""

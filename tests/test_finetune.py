@@ -74,7 +74,8 @@ def test_init_from_starts_from_the_given_weights_with_fresh_optimisers(source, c
     ([*FINE, "--set", "model.width=16"], "its model.width is 8, this run's is 16"),
     ([*FINE, "--set", "data.image_size=16"], "its data.image_size is 32, this run's is 16"),
     ([], "its conditions is ['audio-features'], this run's is []"),
-    ([*FINE, "--set", "options.audio-features.features=[valence]"], "its condition width is 2, this run's is 1"),
+    ([*FINE, "--set", "options.audio-features.features=[valence]"],
+     "its options.audio-features is {'features': ['valence', 'energy']}, this run's is {'features': ['valence']}"),
 ])
 def test_init_from_refuses_a_different_network(source, tmp_path, settings, message):
     flags = [*TINY_FLAGS, *settings]
@@ -94,7 +95,7 @@ def test_init_from_needs_the_conditions_columns(source, covers, tmp_path):
         (plain / row["file"]).write_bytes((folder / row["file"]).read_bytes())
     assert_user_error(invoke("train", "wgan", *STORE_FLAGS, *FINE, "--set", f"data.name={plain}", "--set",
                              "batch_size=8", "--init-from", source, "--out", tmp_path / "run"),
-                      "the data has no energy, valence column")
+                      "the training data has no valence, energy column")
 
 
 def test_frozen_critic_blocks_do_not_change(source, tmp_path):

@@ -21,7 +21,7 @@ from ganzoo.data.prepare import clean_image, prepare
 from ganzoo.plugins import load_plugins
 from ganzoo.train import train
 
-from conftest import TINY_FLAGS, assert_user_error, invoke, tiny_config
+from conftest import TINY_FLAGS, assert_user_error, cover_folder, invoke, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,6 @@ def rewrite(run, tmp_path, change):
 
 
 # --- data prepare never deletes what ganzoo did not write -------------------------------------------------------
-
-def cover_folder(path, count=3):
-    path.mkdir()
-    for i in range(count):
-        Image.new("RGB", (40, 40), (60 * i, 20, 200 - 40 * i)).save(path / f"cover{i}.png")
-    return path
 
 
 def test_prepare_refuses_an_existing_folder_that_is_not_a_store(tmp_path):

@@ -4,7 +4,6 @@ their first occurrence. The store is cached by content, so preparing the same fo
 
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
 import json
@@ -23,8 +22,8 @@ from tqdm import tqdm
 from ganzoo.data import DEFAULT_MAX_HASH_DISTANCE
 from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
 from ganzoo.data.select import select
-from ganzoo.data.store import (IMAGES_FILE, STORE_FORMAT, STORE_VERSION, filter_store, is_store, read_manifest,
-                                 typed_table, write_metadata_csv)
+from ganzoo.data.store import (IMAGES_FILE, STORE_FORMAT, STORE_VERSION, filter_store, is_store, read_csv_rows,
+                               read_manifest, typed_table, write_metadata_csv)
 from ganzoo.config import cache_root
 from ganzoo.errors import GanzooError
 from ganzoo.files import publish_folder, staging_folder
@@ -81,7 +80,7 @@ def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
                     raise BadImage("too small")
                 image.load()
                 image = to_rgb(image, fixes)
-    except BadImage:
+    except (BadImage, MemoryError):
         raise
     except Image.DecompressionBombError:
         raise BadImage("too large") from None
@@ -154,19 +153,12 @@ def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | 
 
 def read_metadata_rows(metadata_csv: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     """Rows keyed by their ``file`` column (or the first column): a file name or a path relative to the folder."""
-    try:
-        with open(metadata_csv, newline="") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            if not columns:
-                raise GanzooError(f"metadata {metadata_csv} has no header row")
-            key = "file" if "file" in columns else columns[0]
-            rows = {row[key]: row for row in reader}
-    except OSError as error:
-        raise GanzooError(f"cannot read metadata {metadata_csv}: {error.strerror}") from None
-    except csv.Error as error:
-        raise GanzooError(f"metadata {metadata_csv} is not valid CSV: {error}") from None
-    return columns, rows
+    columns, *rows = read_csv_rows(metadata_csv) or [[]]
+    if not columns:
+        raise GanzooError(f"metadata {metadata_csv} has no header row")
+    key = columns.index("file") if "file" in columns else 0
+    return columns, {row[key]: dict(zip(columns, row + [""] * (len(columns) - len(row))))
+                     for row in rows if len(row) > key}
 
 
 def default_cache_dir() -> Path:
@@ -213,6 +205,8 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
         table = typed_table({column: [row.get(column, "") for row in rows.values()] for column in columns})
         keys = list(rows)
         rows = {keys[i]: rows[keys[i]] for i in select(table, where)}
+        if not rows:
+            raise GanzooError(f"no row of {metadata_path} matches {' and '.join(where)}")
     dropped: Counter[str] = Counter(skipped)
     fixed: Counter[str] = Counter()
     kept_rows: list[dict[str, str]] = []
@@ -259,6 +253,9 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
                     kept_rows.append({"file": str(Path(path).relative_to(folder)),
                                       **{c: v for c, v in row.items() if c != key_column}})
                     kept += 1
+            except MemoryError:
+                raise GanzooError(f"ran out of memory while decoding the images of {folder} (nothing was dropped for "
+                                  "it); free memory or give fewer --workers, and prepare again") from None
             finally:
                 if pool:
                     pool.close()

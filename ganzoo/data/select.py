@@ -8,6 +8,7 @@ numerically (a row whose value is missing matches nothing but ``!=``); text comp
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -16,7 +17,10 @@ import numpy as np
 from ganzoo.errors import GanzooError
 from ganzoo.interfaces import Metadata
 
-EXPRESSION = re.compile(r"^\s*([A-Za-z_][\w.\- ]*?)\s*(==|!=|<=|>=|<|>|=)\s*(.*?)\s*$")
+OPERATOR = re.compile(r"==|!=|<=|>=|<|>|=")
+COLUMN = re.compile(r"[A-Za-z_][\w.\- ]*")
+MAX_EXPRESSION = 1000
+"""The longest ``--where`` expression, in characters."""
 OPERATORS = {"==": np.equal, "=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
              ">": np.greater, ">=": np.greater_equal}
 
@@ -49,20 +53,27 @@ class WhereExpression:
 
 
 def parse_where(text: str) -> WhereExpression:
-    """An expression parsed, or a one-line GanzooError saying what is wrong with it."""
-    match = EXPRESSION.match(text)
-    if not match or not match.group(3):
+    """An expression parsed (in time linear in its length), or a one-line GanzooError saying what is wrong."""
+    if len(text) > MAX_EXPRESSION:
+        raise GanzooError(f"--where {text[:40]!r}... is {len(text):,} characters long; an expression is at most "
+                          f"{MAX_EXPRESSION:,}")
+    operator = OPERATOR.search(text)
+    column = text[:operator.start()].strip() if operator else ""
+    raw = text[operator.end():].strip() if operator else ""
+    if not operator or not raw or not COLUMN.fullmatch(column):
         raise GanzooError(f"--where {text!r} is not COLUMN OP VALUE (OP: ==, !=, <, <=, >, >=), e.g. "
                           "\"popularity >= 60\"")
-    column, operator, raw = match.groups()
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return WhereExpression(column, operator, raw[1:-1], text)
+        return WhereExpression(column, operator.group(), raw[1:-1], text)
     if any(symbol in raw for symbol in "<>=!'\""):
         raise GanzooError(f"--where {text!r}: the value {raw!r} is not a number or a word (quote text)")
     try:
-        return WhereExpression(column, operator, float(raw), text)
+        number = float(raw)
     except ValueError:
-        return WhereExpression(column, operator, raw, text)
+        return WhereExpression(column, operator.group(), raw, text)
+    if not math.isfinite(number):
+        raise GanzooError(f"--where {text!r}: the value {raw!r} is not a finite number (quote it to compare text)")
+    return WhereExpression(column, operator.group(), number, text)
 
 
 def select(metadata: Metadata, expressions: list[str] | tuple[str, ...]) -> np.ndarray:

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
+from typing import Annotated, Literal
 
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ganzoo.config import format_validation_error
 from ganzoo.context import Ranks
 from ganzoo.data.select import select
 from ganzoo.errors import GanzooError
@@ -33,33 +39,86 @@ def is_store(path: Path) -> bool:
     return (path / "manifest.json").is_file() or (path / SHARDS_FILE).is_file()
 
 
+class CleaningReport(BaseModel):
+    """What ``data prepare`` kept, dropped and fixed (the report ``ganzoo data inspect`` shows)."""
+
+    model_config = ConfigDict(extra="allow")
+    dropped: dict[str, int] = {}
+    fixed: dict[str, int] = {}
+
+
+class StoreManifest(BaseModel):
+    """manifest.json of a store: what ganzoo reads of it, typed (other fields are ignored)."""
+
+    format: Literal["ganzoo-store"]
+    version: Literal[1]
+    name: str = Field(min_length=1, max_length=1000)
+    image_size: int = Field(ge=8, le=4096)
+    count: int = Field(ge=1, le=1 << 40)
+    fingerprint: str = Field(min_length=1, max_length=1000)
+    source: str | None = None
+    source_key: str | None = None
+    report: CleaningReport = CleaningReport()
+
+
+class ShardsManifest(StoreManifest):
+    """shards.json of a sharded store: the shard folders, each an ordinary store inside it."""
+
+    format: Literal["ganzoo-sharded-store"]
+    shards: list[Annotated[str, StringConstraints(pattern=r"^shard-[0-9]+$")]] = Field(min_length=1)
+
+
+MAX_MANIFEST_BYTES = 1 << 24
+
+
 def read_manifest(path: Path) -> dict:
-    """A store's manifest.json, or a sharded store's shards.json (name, image_size, count, fingerprint)."""
+    """A store's manifest.json, or a sharded store's shards.json (name, image_size, count, fingerprint, and
+    for a sharded store its shards), validated: an edited or damaged file is one line naming the field."""
     sharded = (path / SHARDS_FILE).is_file()
+    file = path / (SHARDS_FILE if sharded else "manifest.json")
     try:
-        manifest = json.loads((path / (SHARDS_FILE if sharded else "manifest.json")).read_text())
-    except (OSError, ValueError) as error:
-        raise GanzooError(f"{path} is not a readable ganzoo store: {error}") from None
-    if manifest.get("format") != (SHARDED_FORMAT if sharded else STORE_FORMAT):
-        raise GanzooError(f"{path} is not a ganzoo store (format {manifest.get('format')!r})")
-    return manifest
+        if file.stat().st_size > MAX_MANIFEST_BYTES:
+            raise GanzooError(f"{file} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a ganzoo store manifest")
+        manifest = (ShardsManifest if sharded else StoreManifest).model_validate_json(file.read_bytes())
+    except OSError as error:
+        raise GanzooError(f"{path} is not a readable ganzoo store: {error.strerror}") from None
+    except pydantic.ValidationError as error:
+        raise GanzooError(format_validation_error(error, heading=f"{path} is not a usable ganzoo store")) from None
+    return manifest.model_dump()
 
 
 def write_metadata_csv(path: Path, metadata: Metadata, count: int) -> None:
     columns = list(metadata)
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for i in range(count):
             writer.writerow([metadata[c][i] for c in columns])
 
 
+def read_csv_rows(path: Path, what: str = "metadata") -> list[list[str]]:
+    """Every row of a UTF-8 CSV file (a byte-order mark is allowed); a file that cannot be read, is not UTF-8 or
+    is not CSV is a GanzooError naming the line."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise GanzooError(f"cannot read {what} {path}: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - raw.rfind(b"\n", 0, error.start)
+        raise GanzooError(f"{what} {path} is not UTF-8: byte {raw[error.start]:#04x} on line {line}, column "
+                          f"{column}; convert it, e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8") from None
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise GanzooError(f"{what} {path} is not valid CSV: {error}") from None
+
+
 def read_metadata_csv(path: Path) -> Metadata:
     """Read a metadata table; a column whose every value parses as a number becomes float64."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        rows = list(reader)
+    header, *rows = read_csv_rows(path) or [[]]
     return typed_table({column: [row[i] if i < len(row) else "" for row in rows] for i, column in enumerate(header)})
 
 
@@ -82,13 +141,20 @@ def load_store(path: str | Path, ranks: Ranks = Ranks()) -> ImageData:
         return load_shards(path, ranks)
     manifest = read_manifest(path)
     count, size = manifest["count"], manifest["image_size"]
+    expected = count * size * size * 3
     try:
+        found = (path / IMAGES_FILE).stat().st_size
+        if found != expected:
+            raise GanzooError(f"store {path}: {IMAGES_FILE} holds {found:,} bytes, not the {expected:,} of the "
+                              f"{count:,} images of {size} px its manifest lists")
         images = np.memmap(path / IMAGES_FILE, dtype=np.uint8, mode="r", shape=(count, size, size, 3))
     except (OSError, ValueError) as error:
         raise GanzooError(f"store {path}: cannot map {IMAGES_FILE} as {count} images of {size} px: {error}") from None
     metadata = read_metadata_csv(path / "metadata.csv") if (path / "metadata.csv").is_file() else {}
-    return ImageData(name=manifest.get("name", path.name), images=images, metadata=metadata,
-                     fingerprint=manifest["fingerprint"])
+    try:
+        return ImageData(name=manifest["name"], images=images, metadata=metadata, fingerprint=manifest["fingerprint"])
+    except ValueError as error:
+        raise GanzooError(f"store {path} is not usable: {error}") from None
 
 
 class ShardImages:
@@ -118,6 +184,8 @@ def load_shards(path: Path, ranks: Ranks) -> ImageData:
     if len(index["shards"]) < ranks.world_size:
         raise GanzooError(f"{path} has {len(index['shards'])} shards, fewer than the {ranks.world_size} ranks")
     shards = [load_store(path / name) for name in index["shards"][ranks.rank::ranks.world_size]]
+    if any(shard.images.shape[1] != index["image_size"] for shard in shards):
+        raise GanzooError(f"{path}: a shard's images are not the {index['image_size']} px its shards.json lists")
     images = shards[0].images if len(shards) == 1 else ShardImages([shard.images for shard in shards])
     population = (concatenate_tables([read_metadata_csv(path / name / "metadata.csv") for name in index["shards"]])
                   if ranks.distributed else None)

@@ -9,6 +9,7 @@ feature's effect alone.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from importlib import resources
 
@@ -19,12 +20,12 @@ from werkzeug.exceptions import HTTPException
 from ganzoo.conditions import condition_for
 from ganzoo.errors import GanzooError
 from ganzoo.images import MAX_UPSCALE, RESAMPLING, png_bytes
+from ganzoo.limits import MAX_SEED
 from ganzoo.sampling import Sampler
 from ganzoo.plugins import get_registry
 from ganzoo.tracks import TrackTable, read_tracks, track_request
 
 MAX_GRID = 16
-MAX_SEED = 2 ** 31 - 1
 RESERVED = {"seed", "n", "index", "scale", "filter"}
 
 
@@ -73,7 +74,7 @@ class Studio:
     def info(self) -> dict:
         return {"conditional": bool(self.sampler.conditions), "image_size": self.sampler.image_size,
                 "step": self.sampler.step, "controls": self.controls, "max_grid": MAX_GRID,
-                "tracks": len(self.tracks.rows), "resampling": sorted(RESAMPLING)}
+                "tracks": bool(self.tracks.path), "resampling": sorted(RESAMPLING)}
 
     def parse_request(self, args) -> tuple[dict, int, int]:
         """(condition request, seed, grid size) from query arguments; unknown names and bad values raise."""
@@ -146,7 +147,10 @@ def create_app(studio: Studio) -> Flask:
 
     @app.post("/api/track")
     def track():
-        payload = request.get_json(silent=True)
+        try:
+            payload = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError):  # a deeply nested body is refused like any other bad one
+            payload = None
         if not isinstance(payload, dict):
             raise BadRequest('the body must be a JSON object such as {"text": "spotify:track:..."}')
         return jsonify(features=studio.track_features(str(payload.get("text", ""))))

@@ -84,7 +84,14 @@ class AudioFeatures(Condition):
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def load_state(self, state: dict) -> None:
-        self.mean, self.std = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64)
+        mean, std = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64)
+        if mean.shape != (self.dim,) or std.shape != (self.dim,):
+            raise GanzooError(f"condition audio-features: the fitted state holds {mean.size} means and {std.size} "
+                              f"spreads for {self.dim} features")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise GanzooError("condition audio-features: the fitted state needs finite means and positive, finite "
+                              f"spreads, not means {mean.tolist()} and spreads {std.tolist()}")
+        self.mean, self.std = mean, std
 
     def unit(self, column: str) -> str:
         return AUDIO_FEATURES[column][2].strip()
@@ -140,7 +147,12 @@ class Genre(Condition):
         return {"vocabulary": list(self.vocabulary)}
 
     def load_state(self, state: dict) -> None:
-        self.vocabulary = [str(v) for v in state["vocabulary"]]
+        vocabulary = state["vocabulary"]
+        if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(v, str) and v for v in vocabulary) \
+                or sorted(set(vocabulary)) != vocabulary:
+            raise GanzooError("condition genre: the fitted vocabulary must be a sorted list of distinct, non-blank "
+                              "names")
+        self.vocabulary = vocabulary
         self.dim = len(self.vocabulary)
 
     def parse(self, column: str, text: str) -> str:

@@ -79,8 +79,8 @@ def inception_score(logits: torch.Tensor, seed: int, splits: int = 10) -> tuple[
 
 def condition_fidelity(sampler, count: int, seed: int, data: ImageData) -> dict[str, dict[str, float]]:
     """Per feature ``data`` can measure: rank correlation and R^2 between the values requested (random rows of
-    ``data``) and the values measured back from covers generated for them. An unconditional generator ignores
-    its requests, which gives the chance baseline."""
+    ``data``, the reference) and the values measured back from covers generated for them. An unconditional
+    generator ignores its requests, which gives the chance baseline."""
     if data.measure is None:
         raise GanzooError(f"the cond metric needs a dataset that can measure features back from images; "
                           f"{data.name!r} cannot (synthcovers can)")
@@ -205,20 +205,12 @@ class ConditionFidelity(Metric):
     primary = "cond"
 
     def compute(self, inputs: MetricInputs) -> dict:
-        sampler = inputs.sampler
-        if sampler.conditions:
-            if sampler.data is None:
-                raise GanzooError("the cond metric asks for the conditions of training rows, and this checkpoint's "
-                                  "training data is not available")
-            requests = sampler.data
-        else:
-            requests = inputs.reference
-        return {"cond": condition_fidelity(sampler, inputs.count, inputs.seed, requests)}
+        return {"cond": condition_fidelity(inputs.sampler, inputs.count, inputs.seed, inputs.reference)}
 
     def protocol(self, inputs: MetricInputs) -> dict:
-        requests = ("rows of the training data" if inputs.sampler.conditions else
-                    f"rows of {inputs.reference.name}, ignored by this unconditional checkpoint (chance level)")
-        return {"cond_requests": requests, "cond_images": inputs.count}
+        ignored = "" if inputs.sampler.conditions else ", ignored by this unconditional checkpoint (chance level)"
+        return {"cond_requests": f"random rows of the reference {inputs.reference.name}{ignored}",
+                "cond_images": inputs.count}
 
 
 @hookimpl
