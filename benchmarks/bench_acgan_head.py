@@ -8,6 +8,7 @@ audio feature, for a checkpoint trained with `acgan` and `audio-features` on syn
 A feature the head reads on generated covers but the measuring function does not is one the generator fakes.
 
     python benchmarks/bench_acgan_head.py RUN_DIR [--count 1000]
+    python benchmarks/bench_acgan_head.py --smoke      # a tiny run, seconds: that the script still runs
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import numpy as np
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
-from ganzoo.checkpoint import load_checkpoint, load_weights
-from ganzoo.plugins import get_registry
-from ganzoo.sampling import checkpoint_networks, load_sampler
+import tempfile
+from pathlib import Path
+
+from ganzoo.apps import toolkit
 from ganzoo_acgan import head_name
+from runner import tiny_run
 
 DEVICE = torch.device("cpu")
 
@@ -34,19 +37,26 @@ def spearman(a, b) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run")
+    parser.add_argument("run", nargs="?")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="a tiny run trained here, 16 covers: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as scratch:
+            args.run, args.count = tiny_run(Path(scratch) / "run", "acgan+wgan", "--set",
+                                            "model.conditions=[audio-features]"), 16
+            report(args)
+    else:
+        report(args)
 
-    sampler = load_sampler(args.run, DEVICE)
-    state = load_checkpoint(args.run)
-    _, critic = checkpoint_networks(state, get_registry())
-    load_weights(critic, state["critic"], "critic")
-    critic.eval()
+
+def report(args):
+    sampler = toolkit.load_sampler(args.run, DEVICE)
+    critic = toolkit.trained_critic(args.run, DEVICE)
     condition = sampler.conditions["audio-features"]
     head = head_name("audio-features")
-    data = sampler.data
+    data = toolkit.training_data(args.run, args.count)
 
     real_rows = np.arange(min(args.count, len(data.images)))
     real = torch.from_numpy(data.images[real_rows]).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -56,14 +66,14 @@ def main():
         on_real = critic(real).aux[head].numpy()
         on_generated = critic(generated.float() / 127.5 - 1).aux[head].numpy()
     measured = data.measure(generated.permute(0, 2, 3, 1).numpy())
-    report = {"run": args.run, "step": sampler.step, "count": args.count, "features": {}}
+    result = {"run": str(args.run), "step": sampler.step, "count": args.count, "features": {}}
     for i, column in enumerate(condition.columns):
         row = {"head_on_real": spearman(on_real[:, i], data.metadata[column][real_rows]),
                "head_on_generated": spearman(on_generated[:, i], requested[column])}
         if column in measured:
             row["measured"] = spearman(measured[column], requested[column])
-        report["features"][column] = row
-    print(json.dumps(report, indent=1))
+        result["features"][column] = row
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

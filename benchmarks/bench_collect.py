@@ -1,8 +1,9 @@
 """Collection throughput against the fake Web API on 127.0.0.1 with no injected delay or fault.
 
     python benchmarks/bench_collect.py --covers ../shared/data/covers640
+    python benchmarks/bench_collect.py --smoke      # a tiny catalogue: that the script still runs
 
-The server (tests/fake_spotify.py) runs in this process; the collector runs as `ganzoo data spotify collect` in
+The server (tests/helpers/fake_spotify.py) runs in this process; the collector runs as `ganzoo data spotify collect` in
 a child process, so its CPU time is measured alone. With --covers, the server answers image requests with real
 640 px JPEG bytes from that folder (cycled), so downloads decode and check real covers.
 """
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "helpers"))
 
 from fake_spotify import CLIENT_ID, CLIENT_SECRET, Catalogue, FakeSpotify, spotify_id  # noqa: E402
 
@@ -39,7 +40,10 @@ def main():
     parser.add_argument("--tracks-per-album", type=int, default=10)
     parser.add_argument("--artists", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="20 albums by 3 artists: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.albums, args.tracks_per_album, args.artists = 20, 2, 3
     sizes = dict(albums=args.albums, tracks_per_album=args.tracks_per_album, artists=args.artists, playlists=10,
                  playlist_length=500)
     catalogue = (RealCovers(sorted(args.covers.glob("*.jpg")), **sizes) if args.covers else Catalogue(**sizes))

@@ -4,6 +4,7 @@ features synthcovers draws) and FID.
 
     python benchmarks/bench_conditional.py --cpu-minutes 20 --recipes acgan+wgan "resnet+hinge@model.width=16" \\
         "acgan+resnet+hinge@model.width=16" --work /tmp/conditional
+    python benchmarks/bench_conditional.py --smoke      # one tiny run: that the script still runs
 
 A recipe may carry settings after an ``@`` (comma-separated KEY=VALUE), as in benchmarks/leaderboard.py. Every
 run: 32 px, synthcovers (8,192 covers), ``conditions=["audio-features"]``, ``--threads`` threads, ``--parallel``
@@ -18,14 +19,17 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runner import ganzoo, settings_flags, slug, train_once
+import tempfile
+
+from ganzoo.apps import toolkit
+from runner import ganzoo, set_flags, settings_flags, slug, train_once
 
 DRIVEN = ("valence", "energy", "loudness", "acousticness", "danceability", "instrumentalness")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", required=True)
+    parser.add_argument("--recipes", nargs="+", default=["acgan+wgan"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cpu-minutes", type=float, default=20)
     parser.add_argument("--width", type=int, default=32)
@@ -34,18 +38,31 @@ def main():
     parser.add_argument("--cond-images", type=int, default=2000)
     parser.add_argument("--fid-images", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ganzoo-conditional"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every run")
+    parser.add_argument("--smoke", action="store_true", help="one tiny run, a few images scored: seconds")
     args = parser.parse_args()
+    if not args.smoke:
+        return compare(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        args.work, args.cpu_minutes, args.width, args.parallel = Path(scratch), 0.02, 8, 1
+        args.cond_images, args.fid_images = 16, 8
+        args.set += ["options.synthcovers.count=64", "schedule.batch_size=8", "model.latent_dim=16"]
+        compare(args)
+
+
+def compare(args):
     args.work.mkdir(parents=True, exist_ok=True)
 
     def run(job):
         row, seed = job
         recipe, _, settings = row.partition("@")
         folder = args.work / f"{slug(row)}-seed{seed}"
-        conditional = "conditions=" not in settings  # every run is conditional unless its settings say otherwise
+        conditional = "model.conditions=" not in settings  # every run is conditional unless its settings say otherwise
         train_once(folder, recipe, "--set", "data.image_size=32", "--set", f"model.width={args.width}",
-                   "--set", f"seed={seed}", "--set", "sample_every=100000", "--set", "log_every=100",
-                   *(["--set", 'conditions=["audio-features"]'] if conditional else []),
-                   *settings_flags(settings), "--cpu-minutes", args.cpu_minutes, "--quiet", threads=args.threads)
+                   "--set", f"system.seed={seed}", "--set", "schedule.sample_every=100000", "--set", "schedule.log_every=100",
+                   *(["--set", 'model.conditions=["audio-features"]'] if conditional else []),
+                   *set_flags(args.set), *settings_flags(settings), "--cpu-minutes", args.cpu_minutes, "--quiet",
+                   threads=args.threads)
         if not (folder / "cond.json").is_file():
             ganzoo("bench", folder, "--metric", "cond", "-n", args.cond_images, "--out", folder / "cond.json",
                    threads=args.threads)
@@ -53,7 +70,7 @@ def main():
                    "--out", folder / "fid.json", threads=args.threads)
         cond = json.loads((folder / "cond.json").read_text())["scores"]["cond"]
         fid = json.loads((folder / "fid.json").read_text())["scores"]["fid"]
-        steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()][-1]
+        steps = toolkit.load_checkpoint(folder)["step"]
         result = {"recipe": row, "seed": seed, "steps": steps, "fid": fid,
                   "spearman": {f: cond[f]["spearman"] for f in DRIVEN}}
         result["mean"] = sum(result["spearman"].values()) / len(DRIVEN)

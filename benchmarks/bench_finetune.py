@@ -2,6 +2,7 @@
 
     python benchmarks/bench_finetune.py --base /tmp/covers64-64-split/train --target ../shared/data/covers640 \\
         --recipe dcgan+ns+diffaug --base-cpu-minutes 20 --cpu-minutes 5 --sizes 40 120 0 --seeds 0 1 2
+    python benchmarks/bench_finetune.py --smoke      # a tiny base, target and budget: that the script runs
 
 1. The target folder is packed at ``--size`` px and split (``--held-out`` of it, seed 0): its held-out part is
    the reference every run is scored against.
@@ -24,9 +25,9 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+import tempfile
 
-from ganzoo.data.store import derived_store, load_store, read_manifest, write_rows
+from ganzoo.apps import toolkit
 from runner import ganzoo, set_flags, train_once
 
 
@@ -34,13 +35,7 @@ def subset(store: Path, size: int, seed: int, out: Path) -> Path:
     """``size`` covers of ``store`` drawn by ``seed`` (all of them for 0), as a store of their own."""
     if out.exists():
         return out
-    data = load_store(store)
-    manifest = read_manifest(store)
-    rows = np.arange(len(data.images)) if size == 0 else np.sort(
-        np.random.default_rng(seed).permutation(len(data.images))[:size])
-    derived_store(out, lambda staging: write_rows(data, rows, staging, f"{manifest['name']}-{len(rows)}",
-                                                  f"{manifest['fingerprint']}-subset-{size}-{seed}"))
-    return out
+    return toolkit.store_subset(store, size or len(toolkit.load_store(store).images), seed, out)
 
 
 def curve(run: Path) -> list[dict]:
@@ -50,8 +45,8 @@ def curve(run: Path) -> list[dict]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, required=True, help="store the base model trains on")
-    parser.add_argument("--target", type=Path, required=True, help="folder of covers to fine-tune on")
+    parser.add_argument("--base", type=Path, help="store the base model trains on")
+    parser.add_argument("--target", type=Path, help="folder of covers to fine-tune on")
     parser.add_argument("--recipe", default="dcgan+ns+diffaug")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--width", type=int, default=32)
@@ -65,10 +60,27 @@ def main():
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every run")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ganzoo-finetune"))
+    parser.add_argument("--smoke", action="store_true", help="a tiny base, target and budget made here: seconds")
     args = parser.parse_args()
+    if not args.smoke:
+        return compare(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        args.target = toolkit.write_cover_folder(scratch / "target-covers", 24, 16)
+        ganzoo("data", "prepare", toolkit.write_cover_folder(scratch / "base-covers", 32, 16), "--size", "16",
+               "--out", scratch / "base-store", "--quiet")
+        args.base, args.work = scratch / "base-store", scratch / "work"
+        args.size, args.width, args.sizes, args.seeds = 16, 8, [8], [0]
+        args.base_cpu_minutes = args.cpu_minutes = 0.03
+        args.eval_every, args.eval_images, args.parallel = 1, 4, 1
+        args.set = ["schedule.batch_size=4", "model.latent_dim=16"]
+        compare(args)
+
+
+def compare(args):
     args.work.mkdir(parents=True, exist_ok=True)
     common = ["--set", f"data.image_size={args.size}", "--set", f"model.width={args.width}", "--set",
-              "sample_every=100000", "--set", "log_every=50", "--quiet", *set_flags(args.set)]
+              "schedule.sample_every=100000", "--set", "schedule.log_every=50", "--quiet", *set_flags(args.set)]
     target = args.work / "target"
     if not (args.work / "split").exists():
         ganzoo("data", "prepare", args.target, "--size", args.size, "--out", target, "--quiet")
@@ -77,18 +89,18 @@ def main():
     base = args.work / "base"
     train_once(base, args.recipe, "--set", f"data.name={args.base}", "--cpu-minutes", args.base_cpu_minutes, *common,
                threads=args.parallel)
-    evaluation = ["--set", f"eval_every={args.eval_every}", "--set", f"eval_images={args.eval_images}",
-                  "--set", f"eval_reference={held_out}", "--set", "eval_metrics=[fid, kid]",
+    evaluation = ["--set", f"evaluation.every={args.eval_every}", "--set", f"evaluation.images={args.eval_images}",
+                  "--set", f"evaluation.reference={held_out}", "--set", "evaluation.metrics=[fid, kid]",
                   "--set", f"options.kid.subset_size={args.eval_images}"]
 
     def run(job):
         size, seed, mode = job
         data = subset(train_part, size, seed, args.work / f"subset-{size}-{seed}")
         folder = args.work / f"{mode}-{size}-{seed}"
-        train_once(folder, args.recipe, "--set", f"data.name={data}", "--set", f"seed={seed}",
+        train_once(folder, args.recipe, "--set", f"data.name={data}", "--set", f"system.seed={seed}",
                    "--cpu-minutes", args.cpu_minutes, *common, *evaluation,
                    *(["--init-from", base] if mode == "finetune" else []))
-        result = {"size": len(load_store(data).images), "seed": seed, "mode": mode, "curve": curve(folder)}
+        result = {"size": len(toolkit.load_store(data).images), "seed": seed, "mode": mode, "curve": curve(folder)}
         print(json.dumps(result), flush=True)
         return result
 
@@ -98,7 +110,7 @@ def main():
             subset(train_part, size, seed, args.work / f"subset-{size}-{seed}")
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(run, jobs))
-    print(f"\n{len(load_store(held_out).images)} held-out covers; {args.eval_images} generated per evaluation\n")
+    print(f"\n{len(toolkit.load_store(held_out).images)} held-out covers; {args.eval_images} generated per evaluation\n")
     print("| covers | mode | step | FID | KID |\n| --- | --- | --- | --- | --- |")
     for size in sorted({r["size"] for r in results}):
         group = [r for r in results if r["size"] == size]

@@ -7,6 +7,7 @@ child process that reports its own peak resident memory. The floor is `generate 
 
     python benchmarks/bench_generate_memory.py
     PYTHONPATH=/path/to/old/checkout:/path/to/old/checkout/plugins python benchmarks/bench_generate_memory.py
+    python benchmarks/bench_generate_memory.py --smoke      # small sizes: that the script still runs
 """
 
 from __future__ import annotations
@@ -43,19 +44,23 @@ def write_tracks(path: Path, megabytes: float) -> int:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks-mb", type=float, default=200)
+    parser.add_argument("--count", type=int, default=4096, help="covers in the upscaled grid")
+    parser.add_argument("--smoke", action="store_true", help="a 1 MB features file and 16 covers: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.tracks_mb, args.count = 1, 16
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         run = root / "run"
         ganzoo("train", "--set", "data.image_size=32", "--set", "model.width=8", "--set", "model.latent_dim=16",
-               "--set", "batch_size=16", "--set", "options.synthcovers.count=256", "--set",
-               "conditions=[audio-features]", "--steps", "2", "--out", run, "--quiet")
+               "--set", "schedule.batch_size=16", "--set", "options.synthcovers.count=256", "--set",
+               "model.conditions=[audio-features]", "--steps", "2", "--out", run, "--quiet")
         tracks = root / "tracks.csv"
         rows = write_tracks(tracks, args.tracks_mb)
         report = {
             "floor: generate -n 1": peak_of(["generate", run, "-n", "1", "--out", root / "one.png"], root),
-            "generate -n 4096 --upscale 16": peak_of(["generate", run, "-n", "4096", "--upscale", "16",
-                                                      "--out", root / "grid.png"], root),
+            f"generate -n {args.count} --upscale 16": peak_of(["generate", run, "-n", args.count, "--upscale", "16",
+                                                                "--out", root / "grid.png"], root),
             f"generate --track (features file of {tracks.stat().st_size / 1e6:.0f} MB, {rows} rows)": peak_of(
                 ["generate", run, "-n", "4", "--track", TRACK, "--tracks", tracks, "--out", root / "track.png"],
                 root),

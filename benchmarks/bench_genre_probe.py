@@ -7,6 +7,7 @@ held-out real covers. It then labels covers that a genre-conditional checkpoint 
 genre, scored against another: the chance level of this set-up), beside 1 / number of genres.
 
     python benchmarks/bench_genre_probe.py RUN_DIR --store STORE [--column playlist_name] [--per-genre 20]
+    python benchmarks/bench_genre_probe.py --smoke      # a tiny store and run made here: that the script runs
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganzoo.evaluation import batches_of, build_extractor, extract
-from ganzoo.conditions import requested_rows
-from ganzoo.data.store import load_store
-from ganzoo.plugins import get_registry
-from ganzoo.sampling import load_sampler
+import tempfile
+from pathlib import Path
+
+from ganzoo.apps import toolkit
+from runner import ganzoo, tiny_run
 
 DEVICE = torch.device("cpu")
 
@@ -58,43 +59,57 @@ def cross_validated_accuracy(features, labels, classes, weight_decay, folds, see
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run")
-    parser.add_argument("--store", required=True)
+    parser.add_argument("run", nargs="?")
+    parser.add_argument("--store")
     parser.add_argument("--column", default="playlist_name")
     parser.add_argument("--per-genre", type=int, default=20)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="a tiny labelled store and run made here: seconds")
     args = parser.parse_args()
+    if not args.smoke:
+        return probe_report(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = toolkit.write_cover_folder(Path(scratch) / "covers", 24, 16)
+        names = sorted(p.name for p in folder.iterdir())
+        (folder / "metadata.csv").write_text("file,playlist_name\n" + "".join(
+            f"{name},{'rock' if i % 2 else 'jazz'}\n" for i, name in enumerate(names)))
+        ganzoo("data", "prepare", folder, "--size", "16", "--out", Path(scratch) / "store", "--quiet")
+        args.store = Path(scratch) / "store"
+        args.run = tiny_run(Path(scratch) / "run", "acgan+wgan", "--set", "model.conditions=[genre]", "--set",
+                            "options.genre.column=playlist_name", data=args.store)
+        args.folds, args.per_genre = 2, 2
+        probe_report(args)
 
-    extractor = build_extractor("inception", {}, get_registry(), DEVICE)
-    data = load_store(args.store)
+
+def probe_report(args):
+    extractor = toolkit.extractor(device=DEVICE)
+    data = toolkit.load_store(args.store)
     genres = np.asarray(data.metadata[args.column], dtype=object)
     vocabulary = sorted({g for g in genres if g})
     labelled = np.flatnonzero(genres != "")
     labels = torch.tensor([vocabulary.index(g) for g in genres[labelled]])
-    real, _ = extract(extractor, batches_of(data.images, labelled, 64), len(labelled), DEVICE, False, "real")
-    real = real.double()
+    real = toolkit.features(extractor, toolkit.batches_of(data.images, labelled), DEVICE, len(labelled)).double()
     cv_accuracy = cross_validated_accuracy(real, labels, len(vocabulary), args.weight_decay, args.folds, args.seed)
     mean, std = real.mean(0), real.std(0) + 1e-6
     probe = fit_probe((real - mean) / std, labels, len(vocabulary), args.weight_decay)
 
-    sampler = load_sampler(args.run, DEVICE)
+    sampler = toolkit.load_sampler(args.run, DEVICE)
     requested = np.repeat(np.arange(len(vocabulary)), args.per_genre)
-    rows = {column: np.concatenate([requested_rows(sampler.data.metadata, {args.column: genre}, args.per_genre,
-                                                   args.seed + i)[column] for i, genre in enumerate(vocabulary)])
-            for column in sampler.data.metadata}
+    rows = {column: np.concatenate([sampler.rows_for({args.column: genre}, args.per_genre, args.seed + i)[column]
+                                    for i, genre in enumerate(vocabulary)]) for column in sampler.table}
     count = len(requested)
     generated = torch.cat(list(sampler.generate(count, args.seed, rows)))
-    fake, _ = extract(extractor, (generated[i:i + 64] for i in range(0, count, 64)), count, DEVICE, False,
-                      "generated")
+    fake = toolkit.features(extractor, (generated[i:i + 64] for i in range(0, count, 64)), DEVICE, count)
     with torch.no_grad():
         predicted = probe((fake.double() - mean) / std).argmax(1).numpy()
     shuffled = np.random.default_rng(args.seed).permutation(requested)
     report = {
         "machine": f"{platform.machine()} CPU, torch {torch.__version__}",
-        "run": args.run, "run_step": sampler.step, "store": args.store, "genres": len(vocabulary),
-        "real_covers": len(labelled), "generated_covers": count, "settings": vars(args),
+        "run": str(args.run), "run_step": sampler.step, "store": str(args.store), "genres": len(vocabulary),
+        "real_covers": len(labelled), "generated_covers": count,
+        "settings": {k: str(v) for k, v in vars(args).items()},
         "probe_cv_accuracy_on_real": round(cv_accuracy, 4),
         "generated_assigned_to_requested_genre": round(float((predicted == requested).mean()), 4),
         "generated_assigned_to_a_shuffled_genre": round(float((predicted == shuffled).mean()), 4),

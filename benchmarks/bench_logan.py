@@ -7,6 +7,7 @@ benefit  Per seed and dataset: wgan and wgan+logan trained for --steps generator
 
     python benchmarks/bench_logan.py cost --size 32 --width 32 --rounds 3
     python benchmarks/bench_logan.py benefit --data synthcovers --data ../shared/data/covers64 --seeds 0 1
+    python benchmarks/bench_logan.py cost --smoke      # tiny sizes, seconds: that the script still runs
 """
 
 from __future__ import annotations
@@ -20,29 +21,23 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.evaluation import Reference, build_extractor, extract
-from ganzoo.checkpoint import load_checkpoint
-from ganzoo.config import build_config
-from ganzoo.data.sources import open_dataset
-from ganzoo.plugins import get_registry
-from ganzoo.sampling import load_sampler
-from ganzoo.train import train
+from ganzoo.apps import toolkit
 from ganzoo_metrics import frechet_distance
 
 
 def config_for(recipe, args, steps, seed=0, data="synthcovers", log_every=None):
-    return build_config({
-        "recipe": recipe, "data": {"name": data, "image_size": args.size},
-        "options": {"synthcovers": {"count": args.count}} if data == "synthcovers" else {},
-        "model": {"width": args.width}, "batch_size": args.batch, "steps": steps, "seed": seed,
-        "log_every": log_every or steps, "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9,
-    })
+    return toolkit.config(
+        recipe=recipe, data={"name": data, "image_size": args.size},
+        options={"synthcovers": {"count": args.count}} if data == "synthcovers" else {},
+        model={"width": args.width}, system={"seed": seed},
+        schedule={"batch_size": args.batch, "steps": steps, "log_every": log_every or steps,
+                  "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9})
 
 
 def images_per_second(recipe, args) -> float:
     """Critic images/s over the second half of a 2 x steps run (the first half warms up)."""
     with tempfile.TemporaryDirectory() as run_dir:
-        train(config_for(recipe, args, 2 * args.steps, log_every=args.steps), run_dir, progress=False)
+        toolkit.run_training(config_for(recipe, args, 2 * args.steps, log_every=args.steps), run_dir, progress=False)
         lines = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return lines[-1]["critic_images_per_s"]
 
@@ -59,33 +54,34 @@ def cost(args):
 
 
 def fid_of(run_dir, reference, extractor, args):
-    sampler = load_sampler(run_dir, torch.device("cpu"))
-    fake, _ = extract(extractor, sampler.generate(args.fid_images, seed=1234), args.fid_images,
-                      torch.device("cpu"), False, "generated", progress=False)
+    sampler = toolkit.load_sampler(run_dir, torch.device("cpu"))
+    fake = toolkit.features(extractor, sampler.generate(args.fid_images, seed=1234), total=args.fid_images)
     real = reference.features(extractor, torch.device("cpu"), progress=False)
     return frechet_distance(real, fake)
 
 
 def benefit(args):
-    registry = get_registry()
-    extractor = build_extractor("inception", {}, registry, torch.device("cpu"))
+    registry = toolkit.get_registry()
+    extractor = toolkit.extractor()
     steps_equal_time = round(args.steps * args.cost_ratio)
     results = []
     for data_name in args.data:
         config = config_for("wgan", args, 1, data=data_name)
-        data = open_dataset(data_name, args.size, registry, config.options, progress=False)
-        reference = Reference(data=data, count=args.fid_images, seed=0)
+        data = toolkit.open_dataset(data_name, args.size, registry, config.options, progress=False)
+        reference = toolkit.Reference(data=data, count=args.fid_images, seed=0)
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as root:
                 root = Path(root)
-                train(config_for("wgan+logan", args, args.steps, seed, data_name), root / "logan", progress=False)
-                train(config_for("wgan", args, args.steps, seed, data_name), root / "wgan", progress=False)
+                toolkit.run_training(config_for("wgan+logan", args, args.steps, seed, data_name), root / "logan",
+                                     progress=False)
+                toolkit.run_training(config_for("wgan", args, args.steps, seed, data_name), root / "wgan",
+                                     progress=False)
                 row = {"data": data_name, "seed": seed,
                        "fid_wgan_logan": fid_of(root / "logan", reference, extractor, args),
                        "fid_wgan_equal_steps": fid_of(root / "wgan", reference, extractor, args)}
-                state = load_checkpoint(root / "wgan" / "checkpoint.pt")
-                train(config_for("wgan", args, steps_equal_time, seed, data_name), root / "wgan", resume=state,
-                      progress=False)
+                state = toolkit.load_checkpoint(root / "wgan" / "checkpoint.pt")
+                toolkit.run_training(config_for("wgan", args, steps_equal_time, seed, data_name), root / "wgan",
+                                     resume=state, progress=False)
                 row["fid_wgan_equal_time"] = fid_of(root / "wgan", reference, extractor, args)
             results.append(row)
             print(json.dumps(row), flush=True)
@@ -106,7 +102,11 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--fid-images", type=int, default=500)
     parser.add_argument("--cost-ratio", type=float, default=1.0, help="measured by `cost`, for equal wall time")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, to check the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.size, args.width, args.batch, args.count, args.steps, args.rounds = 16, 8, 8, 64, 1, 1
+        args.seeds, args.fid_images, args.cost_ratio = [0], 8, 2.0
     args.data = args.data or ["synthcovers"]
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
               "settings": {k: v for k, v in vars(args).items()}}

@@ -6,6 +6,7 @@
   torchmetrics' own FrechetInceptionDistance.update with the same network as its feature module, alternating.
 
     python benchmarks/bench_metrics.py ../shared/data/covers64 --throughput-images 256
+    python benchmarks/bench_metrics.py --smoke      # 32 covers made here: that the script still runs
 """
 
 import argparse
@@ -17,27 +18,38 @@ import numpy as np
 import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+import tempfile
+from pathlib import Path
+
 from ganzoo import ArchitectureSpec
-from ganzoo.evaluation import batches_of, build_extractor, extract
-from ganzoo.plugins import get_registry
-from ganzoo.data.prepare import prepare
-from ganzoo.data.store import load_store
-from ganzoo.sampling import to_uint8
+from ganzoo.apps import toolkit
 from ganzoo_dcgan import DCGAN, DCGANOptions
 from ganzoo_metrics import frechet_distance
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder")
+    parser.add_argument("folder", nargs="?")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--throughput-images", type=int, default=256)
     parser.add_argument("--skip-fid", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="32 covers made here, at 16 px: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as scratch:
+            args.folder = toolkit.write_cover_folder(Path(scratch) / "covers", 32, 16)
+            args.size, args.throughput_images = 16, 8
+            report_metrics(args)
+    else:
+        report_metrics(args)
+
+
+def report_metrics(args):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    store, _ = prepare(args.folder, args.size, progress=False)
-    data = load_store(store)
-    extractor = build_extractor("inception", {}, get_registry(), device)
+    store, _ = toolkit.prepare(args.folder, args.size, progress=False)
+    data = toolkit.load_store(store)
+    extractor = toolkit.extractor(device=device)
+    batches_of, extract, to_uint8 = toolkit.batches_of, toolkit.extract, toolkit.to_uint8
     report = {"machine": torch.cuda.get_device_name() if device.type == "cuda" else
               f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
               "torch": torch.__version__, "store": str(store), "images": len(data.images),

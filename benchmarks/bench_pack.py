@@ -1,6 +1,7 @@
 """Packing throughput: decode, clean and resize real 640 px covers to 64 px (images/s), per core and on all cores.
 
     python benchmarks/bench_pack.py ../shared/data/covers640 --copies 10
+    python benchmarks/bench_pack.py --smoke      # 16 JPEG covers made here, 2 copies: that the script runs
 
 Stages, each timed over the same files in one run: decoding without JPEG draft mode (full 640 px decode, for
 comparison), ``clean_image`` (draft mode on, as ``prepare`` does), ``clean_image`` plus the duplicate signature
@@ -22,8 +23,12 @@ from unittest import mock
 import numpy as np
 from PIL import JpegImagePlugin
 
-from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
-from ganzoo.data.prepare import DEFAULT_MAX_HASH_DISTANCE, BadImage, clean_image, list_files, prepare
+from PIL import Image
+
+from ganzoo.apps import toolkit
+from ganzoo.apps.toolkit import BadImage, NearDuplicateIndex, clean_image, cover_signature, list_files, prepare
+
+MAX_HASH_DISTANCE = 4
 
 
 def rate(function, paths) -> float:
@@ -38,12 +43,25 @@ def rate(function, paths) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?")
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--index-size", type=int, default=0,
                         help="Also time the near-duplicate index filling up to this many random hashes.")
+    parser.add_argument("--smoke", action="store_true", help="16 JPEG covers made here, 2 copies: seconds")
     args = parser.parse_args()
+    if not args.smoke:
+        return measure(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        args.folder = Path(scratch) / "jpegs"
+        args.folder.mkdir()
+        for png in toolkit.write_cover_folder(Path(scratch) / "pngs", 16, 64).iterdir():
+            Image.open(png).save(args.folder / f"{png.stem}.jpg", quality=90)
+        args.copies, args.size, args.index_size = 2, 32, 100
+        measure(args)
+
+
+def measure(args):
     files = [p for p in list_files(args.folder)[0] if p.suffix.lower() in (".jpg", ".jpeg")]
     paths = files * args.copies
     size = args.size
@@ -77,7 +95,7 @@ def index_cost(total: int) -> dict[int, float]:
     """Microseconds per lookup while the index grows to ``total`` uniformly random hashes (the best case: real
     pHashes cluster, so their buckets are fuller)."""
     rng = random.Random(0)
-    index, costs, done = NearDuplicateIndex(DEFAULT_MAX_HASH_DISTANCE), {}, 0
+    index, costs, done = NearDuplicateIndex(MAX_HASH_DISTANCE), {}, 0
     thumbnail = np.zeros((4, 4, 3), dtype=np.float32)
     for checkpoint in (total // 10, total // 2, total):
         start = time.perf_counter()

@@ -7,10 +7,12 @@ run on the ordinary file alone gives the floor (the interpreter with torch impor
 
     python benchmarks/bench_prepare_memory.py
     PYTHONPATH=/path/to/old/checkout:/path/to/old/checkout/plugins python benchmarks/bench_prepare_memory.py
+    python benchmarks/bench_prepare_memory.py --smoke      # 5,000 px canvases: that the script still runs
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -30,13 +32,18 @@ def peak_of_prepare(folder: Path, out: Path) -> dict:
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=12500, help="side of the huge canvases, in pixels")
+    parser.add_argument("--smoke", action="store_true", help="5,000 px canvases: seconds")
+    args = parser.parse_args()
+    side = 5000 if args.smoke else args.side
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         nasty, ordinary = root / "nasty", root / "ordinary"
         nasty.mkdir()
         ordinary.mkdir()
-        Image.new("RGB", (12500, 12500), (30, 60, 90)).save(nasty / "huge_rgb.png", compress_level=9)
-        Image.new("I;16", (12500, 12500), 1000).save(nasty / "huge_16bit.png", compress_level=9)
+        Image.new("RGB", (side, side), (30, 60, 90)).save(nasty / "huge_rgb.png", compress_level=9)
+        Image.new("I;16", (side, side), 1000).save(nasty / "huge_16bit.png", compress_level=9)
         Image.new("RGB", (64, 64), (200, 40, 40)).save(ordinary / "ordinary.jpg", quality=90)
         Image.new("RGB", (64, 64), (200, 40, 40)).save(nasty / "ordinary.jpg", quality=90)
         sizes = {p.name: p.stat().st_size for p in nasty.iterdir()}

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_speed.py --device cuda --recipes wgan wgan+logan --sizes 64 128 --batches 64 256
     python benchmarks/bench_speed.py --device cpu --sizes 32 --width 32 --steps 5 --no-compile   # a CPU run
+    python benchmarks/bench_speed.py --smoke      # tiny sizes, seconds: that the script still runs
 
 Each configuration trains in this process on synthcovers: ``--steps`` generator steps of warm-up (compilation
 included), then ``--steps`` timed ones; the rate is the engine's own ``critic_images_per_s`` over the timed steps
@@ -23,26 +24,23 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.config import build_config
-from ganzoo.model import plan_run
-from ganzoo.plugins import get_registry
-from ganzoo.train import train
+from ganzoo.apps import toolkit
 
 
 def measure(recipe: str, size: int, batch: int, amp: bool, compiled: bool, args) -> dict:
-    config = build_config({"recipe": recipe, "data": {"name": "synthcovers", "image_size": size},
-                           "options": {"synthcovers": {"count": max(2048, 4 * batch)}},
-                           "model": {"width": args.width}, "batch_size": batch, "steps": 2 * args.steps,
-                           "log_every": args.steps, "sample_every": 10 ** 6, "checkpoint_every": 10 ** 6,
-                           "device": args.device, "amp": amp, "compile": compiled})
+    config = toolkit.config(recipe=recipe, data={"name": "synthcovers", "image_size": size},
+                            options={"synthcovers": {"count": max(args.count, 4 * batch)}}, model={"width": args.width},
+                            schedule={"batch_size": batch, "steps": 2 * args.steps, "log_every": args.steps,
+                                      "sample_every": 10 ** 6, "checkpoint_every": 10 ** 6},
+                            system={"device": args.device, "amp": amp, "compile": compiled})
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as run:
         started = time.perf_counter()
-        train(config, run, progress=False)
+        toolkit.run_training(config, run, progress=False)
         rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
     timed = rows[-1]
-    n_critic = plan_run(config, get_registry()).loss.n_critic
+    n_critic = toolkit.plan_run(config, toolkit.get_registry()).loss.n_critic
     result = {"recipe": recipe, "size": size, "batch": batch, "amp": amp, "compile": compiled,
               "critic_images_per_s": round(timed["critic_images_per_s"]),
               "ms_per_generator_step": round(1000 * n_critic * batch / timed["critic_images_per_s"], 2),
@@ -65,7 +63,12 @@ def main():
     parser.add_argument("--compile-only", nargs="*", default=None, metavar="RECIPE@SIZE@BATCH",
                         help="compile only these configurations (compilation takes a minute each on a GPU)")
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds; later configurations are skipped")
+    parser.add_argument("--count", type=int, default=2048, help="synthcovers to train on")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, to check the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.recipes, args.sizes, args.batches, args.width, args.steps, args.count = ["wgan"], [16], [8], 8, 1, 64
+        args.no_compile = True
     device = (torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu"
               else f"CPU {platform.machine()}, {torch.get_num_threads()} threads")
     print(json.dumps({"benchmark": "speed grid", "device": device, "torch": torch.__version__, "width": args.width,
@@ -83,6 +86,8 @@ def main():
         try:
             row = measure(recipe, size, batch, amp, compiled, args)
         except Exception as error:  # one failed configuration must not lose the rest of the grid
+            if args.smoke:
+                raise
             row["error"] = " ".join(str(error).split())[:300]
         print(json.dumps(row), flush=True)
 

@@ -1,6 +1,7 @@
 """Studio latency: milliseconds from a slider move (an /api/covers request) to the 3x3 grid's PNGs, over HTTP.
 
     python benchmarks/bench_studio.py --size 64 --width 64 --requests 30
+    python benchmarks/bench_studio.py --smoke      # tiny sizes, seconds: that the script still runs
 
 Trains a one-step `acgan+wgan` checkpoint on synthcovers (the network's size, not its training, sets the cost),
 serves it on 127.0.0.1 and times requests that each move valence, as dragging a slider does.
@@ -19,10 +20,7 @@ from pathlib import Path
 import torch
 from werkzeug.serving import make_server
 
-from ganzoo.config import build_config
-from ganzoo.sampling import load_sampler
-from ganzoo.studio import Studio, create_app
-from ganzoo.train import train
+from ganzoo.apps import toolkit
 
 
 def main():
@@ -30,14 +28,17 @@ def main():
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 3 requests: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.size, args.width, args.requests = 16, 8, 3
     with tempfile.TemporaryDirectory() as scratch:
-        config = build_config({"recipe": "acgan+wgan", "conditions": ["audio-features"],
-                               "data": {"image_size": args.size}, "options": {"synthcovers": {"count": 512}},
-                               "model": {"width": args.width},
-                               "steps": 1, "device": "cpu"})
-        train(config, Path(scratch) / "run", progress=False)
-        app = create_app(Studio(load_sampler(Path(scratch) / "run" / "checkpoint.pt", torch.device("cpu"))))
+        config = toolkit.config(recipe="acgan+wgan", data={"image_size": args.size},
+                                options={"synthcovers": {"count": 512}},
+                                model={"width": args.width, "conditions": ["audio-features"]},
+                                schedule={"steps": 1}, system={"device": "cpu"})
+        toolkit.run_training(config, Path(scratch) / "run", progress=False)
+        app = toolkit.studio_app(Path(scratch) / "run" / "checkpoint.pt")
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_port}/api/covers?seed=0&n=9&valence="

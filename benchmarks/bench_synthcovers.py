@@ -1,6 +1,7 @@
 """synthcovers: rendering and measuring speed (images/s, one process) and how well features measure back.
 
     python benchmarks/bench_synthcovers.py --count 2000
+    python benchmarks/bench_synthcovers.py --smoke      # 50 covers: that the script still runs
 """
 
 import argparse
@@ -18,7 +19,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="50 covers: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.count = 50
     features = sample_features(args.count, args.seed)
     report = {"machine": platform.processor() or platform.machine(), "count": args.count, "sizes": {}}
     for size in (32, 64, 128):

@@ -7,6 +7,7 @@ Rounds alternate (engine, plain, engine with channels_last) so drift in the mach
 affects all alike; each times `--steps` generator steps after as many untimed warm-up steps.
 
     python benchmarks/bench_train.py --size 64 --batch 64 --rounds 3
+    python benchmarks/bench_train.py --smoke      # tiny sizes, seconds: that the script still runs
 """
 
 from __future__ import annotations
@@ -22,24 +23,23 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.config import build_config
-from ganzoo.train import train
+from ganzoo import ArchitectureSpec
+from ganzoo.apps import toolkit
 from ganzoo_dcgan import DCGAN, DCGANOptions
 from ganzoo_synthcovers import synthcovers
-from ganzoo import ArchitectureSpec
 
 
 def engine_throughput(args, channels_last: bool) -> float:
     """Critic images/s over the second half of a 2 x steps run: the metrics line at step 2 x steps covers
     exactly the timed steps (the first half warms up)."""
-    config = build_config({
-        "data": {"image_size": args.size}, "options": {"synthcovers": {"count": args.count}},
-        "model": {"width": args.width},
-        "batch_size": args.batch, "steps": 2 * args.steps, "log_every": args.steps,
-        "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9, "channels_last": channels_last, "device": args.device,
-    })
+    config = toolkit.config(
+        recipe="wgan", data={"image_size": args.size}, options={"synthcovers": {"count": args.count}},
+        model={"width": args.width},
+        schedule={"batch_size": args.batch, "steps": 2 * args.steps, "log_every": args.steps,
+                  "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9},
+        system={"channels_last": channels_last, "device": args.device})
     with tempfile.TemporaryDirectory() as run_dir:
-        train(config, run_dir, progress=False)
+        toolkit.run_training(config, run_dir, progress=False)
         lines = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return lines[-1]["critic_images_per_s"]
 
@@ -108,7 +108,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json-line", action="store_true", help="the summary as one JSON line, rounds on stderr")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, to check the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.size, args.width, args.batch, args.count, args.steps, args.rounds = 16, 8, 8, 64, 1, 1
     results = {"engine": [], "engine_channels_last": [], "plain": []}
     for _ in range(args.rounds):
         results["engine"].append(engine_throughput(args, channels_last=False))

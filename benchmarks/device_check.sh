@@ -22,13 +22,14 @@ record() { python3 -c 'import json, sys; print(json.dumps({"stage": sys.argv[1],
 if [ -n "${SMOKE:-}" ]; then
   DEVICE=cpu; SIZES="16"; BATCHES="16"; WIDTH=8; STEPS=2; ROUNDS=1; RECIPES="wgan"; COMPILE="--no-compile"
   COVERS=${COVERS:-}; TRAIN_SECONDS=10; FID_IMAGES=32; SET="--set model.width=8 --set options.synthcovers.count=64"
+  COVER_SET="--set model.width=8 --set schedule.batch_size=8"
 else
   el setup
   source .device-kit/on-device.sh || { echo "kit install failed"; exit 1; }
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   DEVICE=cuda; SIZES="64 128"; BATCHES="64 256"; WIDTH=64; STEPS=20; ROUNDS=2; RECIPES=${RECIPES:-"wgan wgan+logan"}
   COMPILE="--compile-only wgan@64@256 wgan@128@256"
-  COVERS=${COVERS:-.device-kit/covers64}; TRAIN_SECONDS=${TRAIN_SECONDS:-60}; FID_IMAGES=1000; SET=""
+  COVERS=${COVERS:-.device-kit/covers64}; TRAIN_SECONDS=${TRAIN_SECONDS:-60}; FID_IMAGES=1000; SET=""; COVER_SET=""
 fi
 python3 -c 'import json, torch; print(json.dumps({"stage": "machine", "torch": torch.__version__,
   "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}))' >> "$FIGURES"
@@ -58,7 +59,7 @@ if [ -n "$COVERS" ] && [ -d "$COVERS" ]; then
   $G data split "$R/covers64" --held-out 0.15 --seed 0 --out "$R/split" --quiet >/dev/null && \
   timeout "$(cap $(( TRAIN_SECONDS + 40 )))" $G train ${TRAIN_RECIPE:-wgan} --set data.name="$R/split/train" \
     --set data.image_size=64 \
-    --minutes "$(python3 -c "print($TRAIN_SECONDS / 60)")" --device "$DEVICE" --quiet --out "$R/run" $SET && \
+    --minutes "$(python3 -c "print($TRAIN_SECONDS / 60)")" --device "$DEVICE" --quiet --out "$R/run" $COVER_SET && \
   timeout "$(cap 120)" python3 benchmarks/fid_devices.py "$R/run" --ref "$R/split/held-out" -n "$FID_IMAGES" \
     --real "$FID_IMAGES" --devices "$DEVICE" cpu >> "$FIGURES" || record real_covers "failed or timed out"
 else

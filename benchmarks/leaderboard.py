@@ -5,7 +5,8 @@ real covers, with several seeds.
     ganzoo data split /tmp/covers32 --held-out 0.15 --seed 0 --out /tmp/covers32-split
     python benchmarks/leaderboard.py --split /tmp/covers32-split --cpu-minutes 20 --seeds 0 1 2 \\
         --recipes dcgan+wgan resnet+hinge+diffaug r3gan+rpgan+ada --parallel 2 --work /tmp/leaderboard \\
-        --grids docs/leaderboard --out benchmarks/leaderboard-cpu.json
+        --grids docs/grids --out benchmarks/leaderboard-cpu.json
+    python benchmarks/leaderboard.py --smoke      # a tiny split and budget made here: that the script runs
 
 A recipe may carry its own settings after an ``@``: ``resnet+hinge+diffaug@model.width=16,options.hinge.n_critic=1``
 (a row of the table is a recipe with its settings, as a row of StudioGAN's table is a paper's config).
@@ -33,10 +34,9 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.checkpoint import checkpoint_config, load_checkpoint
-from ganzoo.model import plan_run
-from ganzoo.plugins import get_registry
-from ganzoo.sampling import checkpoint_networks
+import tempfile
+
+from ganzoo.apps import toolkit
 from runner import ganzoo, set_flags, settings_flags, slug, train_once
 
 SCORES = ("fid", "kid_mean", "precision", "recall")
@@ -47,8 +47,8 @@ def train_run(row: str, seed: int, args) -> Path:
     run = args.work / f"{slug(row)}-seed{seed}"
     budget = ["--minutes", args.minutes] if args.minutes else ["--cpu-minutes", args.cpu_minutes]
     if train_once(run, recipe, "--set", f"data.name={args.split / 'train'}", "--set", f"data.image_size={args.size}",
-                  "--set", f"model.width={args.width}", "--set", f"seed={seed}", "--set", "sample_every=100000",
-                  "--set", "checkpoint_every=500", "--set", "log_every=50", *set_flags(args.set),
+                  "--set", f"model.width={args.width}", "--set", f"system.seed={seed}", "--set", "schedule.sample_every=100000",
+                  "--set", "schedule.checkpoint_every=500", "--set", "schedule.log_every=50", *set_flags(args.set),
                   *settings_flags(settings), *budget, "--device", args.device, "--quiet", threads=args.threads):
         print(f"trained {run.name} in {float((run / 'wall_seconds.txt').read_text()):.0f} s", file=sys.stderr,
               flush=True)
@@ -66,13 +66,13 @@ def score(source: Path, out: Path, args, size_flag: bool = False) -> dict:
 def run_facts(run: Path, budget_seconds: float) -> dict:
     """Steps, throughput over the budget (steps x n_critic x batch per budgeted second: per CPU-second for a CPU
     budget, the same on a busy or an idle machine), parameters of both networks and the wall time the run took."""
-    state = load_checkpoint(run)
-    config = checkpoint_config(state)
-    n_critic = plan_run(config, get_registry()).loss.n_critic
-    parameters = sum(p.numel() for network in checkpoint_networks(state, get_registry()) for p in network.parameters())
+    state = toolkit.load_checkpoint(run)
+    config = toolkit.checkpoint_config(state)
+    n_critic = toolkit.plan_run(config, toolkit.get_registry()).loss.n_critic
     return {"steps": state["step"],
-            "critic_images_per_s": state["step"] * n_critic * config.batch_size / budget_seconds,
-            "parameters": parameters, "wall_seconds": float((run / "wall_seconds.txt").read_text())}
+            "critic_images_per_s": state["step"] * n_critic * config.schedule.batch_size / budget_seconds,
+            "parameters": toolkit.checkpoint_parameters(run),
+            "wall_seconds": float((run / "wall_seconds.txt").read_text())}
 
 
 def spread(values: list[float]) -> str:
@@ -83,7 +83,7 @@ def spread(values: list[float]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, required=True, help="a folder made by `ganzoo data split`")
+    parser.add_argument("--split", type=Path, help="a folder made by `ganzoo data split`")
     parser.add_argument("--recipes", nargs="+", default=["dcgan+wgan", "resnet+hinge+diffaug", "r3gan+rpgan+ada"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=32)
@@ -99,7 +99,22 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/ganzoo-leaderboard"))
     parser.add_argument("--grids", type=Path, help="folder for one small sample grid per recipe")
     parser.add_argument("--out", type=Path, help="JSON file for every figure")
+    parser.add_argument("--smoke", action="store_true", help="a tiny split, two recipes, seconds each: that it runs")
     args = parser.parse_args()
+    if not args.smoke:
+        return leaderboard(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        ganzoo("data", "prepare", toolkit.write_cover_folder(scratch / "covers", 40, 16), "--size", "16", "--out",
+               scratch / "store", "--quiet")
+        ganzoo("data", "split", scratch / "store", "--held-out", "0.25", "--out", scratch / "split", "--quiet")
+        args.split, args.work, args.size, args.width, args.seeds = scratch / "split", scratch / "work", 16, 8, [0]
+        args.recipes, args.cpu_minutes, args.generated, args.parallel = ["dcgan+wgan", "dcgan+ns+diffaug"], 0.02, 8, 1
+        args.set += ["schedule.batch_size=8", "model.latent_dim=16"]
+        leaderboard(args)
+
+
+def leaderboard(args):
     args.work.mkdir(parents=True, exist_ok=True)
     jobs = [(recipe, seed) for seed in args.seeds for recipe in args.recipes]
     with ThreadPoolExecutor(args.parallel) as pool:

@@ -53,6 +53,15 @@ def train_once(run: Path, *args, threads: int = 1) -> bool:
     return True
 
 
+def tiny_run(folder: Path, recipe: str = "wgan", *flags, data: Path | None = None) -> Path:
+    """A run of two steps at 16 px, width 8, batch 8 on ``data`` (64 synthcovers when None), trained with the CLI
+    into ``folder``: the checkpoint a ``--smoke`` run of a script works on."""
+    source = ["--set", f"data.name={data}"] if data else ["--set", "options.synthcovers.count=64"]
+    ganzoo("train", recipe, "--set", "data.image_size=16", "--set", "model.width=8", "--set", "model.latent_dim=16",
+           "--set", "schedule.batch_size=8", *source, *flags, "--steps", "2", "--out", folder, "--quiet")
+    return folder
+
+
 def slug(row: str) -> str:
     """A folder name for a recipe with settings: ``resnet+hinge@model.width=16`` -> ``resnet_hinge-modelwidth16``."""
     return row.replace("+", "_").replace("@", "-").replace(",", "-").replace("=", "").replace(".", "")

@@ -1,6 +1,7 @@
 """Host synchronisations inside training steps, counted by CUDA's sync debug mode.
 
     python benchmarks/sync_audit.py --recipe wgan --size 64 --steps 20
+    python benchmarks/sync_audit.py --smoke      # tiny sizes, seconds: that the script still runs
 
 Builds a run the way ``ganzoo train`` does (plan, model, batches resident on the device, trainer), warms up for a
 few steps, then runs ``--steps`` steps (critic phase, generator phase, average update: what happens between
@@ -14,17 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from pathlib import Path
 
 import torch
 
-from ganzoo import context as run_context
-from ganzoo.conditions import encode
-from ganzoo.config import build_config
-from ganzoo.data.loader import BatchSampler, ResidentBatches
-from ganzoo.data.sources import open_dataset
-from ganzoo.model import build_model, plan_run
-from ganzoo.plugins import get_registry
-from ganzoo.train import Trainer
+from ganzoo.apps import toolkit
 
 
 def main():
@@ -35,20 +30,17 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, to check the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.size, args.batch, args.warmup = 16, 8, 1
+        args.overrides += ["model.width=8", "options.synthcovers.count=64"]
     cuda = torch.cuda.is_available()
-    config = build_config({"recipe": args.recipe, "data": {"image_size": args.size}, "batch_size": args.batch,
-                           "device": "cuda" if cuda else "cpu"}, overrides=tuple(args.overrides))
-    registry = get_registry()
-    plan = plan_run(config, registry)
-    context = run_context.setup(config.device, config.amp)
-    data = open_dataset(plan.dataset, config.data.image_size, registry, config.options, progress=False)
-    model = build_model(plan, data, context)
-    sampler = BatchSampler(len(data.images), config.batch_size, config.seed, context, context.device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    batches = ResidentBatches(data.images, lambda rows: encode(model.conditions, data.rows(rows), "cpu"), sampler,
-                              context, memory_format)
-    trainer = Trainer(model, batches, context, config)
+    config = toolkit.build_config({"recipe": args.recipe, "data": {"image_size": args.size, "on_device": True},
+                                   "schedule": {"batch_size": args.batch},
+                                   "system": {"device": "cuda" if cuda else "cpu"}}, overrides=tuple(args.overrides))
+    run = toolkit.set_up(config, Path("sync-audit"), None, toolkit.get_registry(), progress=False)
+    model, trainer = run.model, toolkit.Trainer(run.model, run.batches, run.context)
 
     def step(index):
         trainer.critic_phase(index)
@@ -71,7 +63,7 @@ def main():
             torch.cuda.set_sync_debug_mode("default")
     messages = sorted({str(w.message).splitlines()[0][:200] for w in caught})
     print(json.dumps({"benchmark": "sync audit", "recipe": args.recipe, "size": args.size, "batch": args.batch,
-                      "amp": config.amp, "steps": args.steps, "synchronising_calls": len(caught),
+                      "amp": run.plan.config.system.amp, "steps": args.steps, "synchronising_calls": len(caught),
                       "per_step": round(len(caught) / args.steps, 2), "messages": messages}))
 
 

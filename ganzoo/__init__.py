@@ -10,16 +10,16 @@ Names are imported on first use, so ``import ganzoo`` (and ``ganzoo --help``) do
 
 from importlib import import_module
 
-from ganzoo.errors import GanzooError
-from ganzoo.hookspecs import hookimpl
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "parse_options": "ganzoo.config",
-    "RunContext": "ganzoo.context",
-    "adam": "ganzoo.optim",
-    **{name: "ganzoo.interfaces" for name in (
+    "parse_options": "ganzoo.api.options",
+    "RunContext": "ganzoo.runtime.context",
+    "adam": "ganzoo.runtime.optim",
+    **{name: "ganzoo.api.interfaces" for name in (
         "AdversarialLoss", "Architecture", "ArchitectureSpec", "Augmentation", "Auxiliary", "Batch", "Condition",
         "Critic", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",
         "Metadata", "Metric", "MetricInputs", "Stateful", "Terms", "TrackIds")},

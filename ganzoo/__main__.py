@@ -1,3 +1,3 @@
-from ganzoo.cli import main
+from ganzoo.apps.cli import main
 
 main()

@@ -7,29 +7,31 @@ from pathlib import Path
 
 import pytest
 
-from ganzoo.config import build_config
+from ganzoo.runtime.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"recipe": "wgan", "data": {"image_size": 32}, "model": {"width": 8, "latent_dim": 16}, "batch_size": 16,
-        "steps": 4, "log_every": 1, "sample_every": 2, "checkpoint_every": 2,
+TINY = {"recipe": "wgan", "data": {"image_size": 32}, "model": {"width": 8, "latent_dim": 16},
+        "schedule": {"batch_size": 16, "steps": 4, "log_every": 1, "sample_every": 2, "checkpoint_every": 2},
         "options": {"wgan": {"n_critic": 2}, "synthcovers": {"count": 128}}}
 STORE_FLAGS = ["--set", "data.image_size=32", "--set", "model.width=8", "--set", "model.latent_dim=16",
-               "--set", "batch_size=16", "--set", "options.wgan.n_critic=2"]
+               "--set", "schedule.batch_size=16", "--set", "options.wgan.n_critic=2"]
 """Tiny model and batch settings for training on a store or folder."""
 TINY_FLAGS = [*STORE_FLAGS, "--set", "options.synthcovers.count=128"]
 """The same on 128 synthcovers."""
 
 
 def tiny_config(**changes):
-    """The tiny test config with ``changes``; ``options`` are merged per component (a changed component's
-    options replace its tiny ones); a run on another dataset drops synthcovers' options, and a recipe without
-    wgan drops wgan's."""
+    """The tiny test config with ``changes`` (grouped: ``schedule={"steps": 2}``), merged group by group;
+    ``options`` are merged per component (a changed component's options replace its tiny ones); a run on another
+    dataset drops synthcovers' options, and a recipe without wgan drops wgan's."""
     options = {**TINY["options"], **changes.pop("options", {})}
     if changes.get("data", {}).get("name") not in (None, "synthcovers"):
         options.pop("synthcovers", None)
     if "wgan" not in changes.get("recipe", "wgan").split("+"):
         options.pop("wgan", None)
-    return build_config({**TINY, **changes, "options": options})
+    merged = {key: {**TINY[key], **value} if isinstance(value, dict) and isinstance(TINY.get(key), dict) else value
+              for key, value in changes.items()}
+    return build_config({**TINY, **merged, "options": options})
 
 
 def run_ganzoo(*args, env=None, cwd=None, timeout=300):
@@ -59,7 +61,7 @@ def invoke(*args):
     stderr."""
     from click.testing import CliRunner
 
-    from ganzoo.cli import cli
+    from ganzoo.apps.cli import cli
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
 
 
@@ -89,8 +91,8 @@ def cover_folder(path, count=3):
 def make_batch(phase, critic, fake, real=None, condition=None, step=0):
     """The record the engine hands a loss or auxiliary for one update, with the critic's outputs on ``fake``
     (and ``real``, when given) computed by ``critic``."""
-    from ganzoo.context import RunContext
-    from ganzoo.interfaces import Batch
+    from ganzoo.runtime.context import RunContext
+    from ganzoo.api.interfaces import Batch
 
     real_out = critic(real, condition) if real is not None else None
     return Batch(phase, fake, critic(fake, condition), condition, critic, RunContext(), step, 0, real, real_out)
@@ -108,8 +110,8 @@ def outputs_batch(phase, out, condition=None):
     from), as ``fake_out`` in the generator phase."""
     import torch
 
-    from ganzoo.context import RunContext
-    from ganzoo.interfaces import Batch
+    from ganzoo.runtime.context import RunContext
+    from ganzoo.api.interfaces import Batch
 
     images = torch.zeros(len(out.score), 3, 4, 4)
     if phase == "critic":

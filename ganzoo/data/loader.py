@@ -20,9 +20,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ganzoo.context import RunContext
-from ganzoo.errors import GanzooError
-from ganzoo.memory import available_bytes
+from ganzoo.runtime.context import RunContext
+from ganzoo.runtime.pixels import to_float
+from ganzoo.api.errors import GanzooError
+from ganzoo.runtime.memory import available_bytes
 
 EncodeRows = Callable[[np.ndarray], "torch.Tensor | None"]
 """Condition encodings (rows, dim) on the CPU for metadata row indices, or None for an unconditional model."""
@@ -59,12 +60,6 @@ class BatchSampler:
         return self.context.rank_slice(batch) if self.context else batch
 
 
-def to_images(batch_uint8: torch.Tensor, device, memory_format) -> torch.Tensor:
-    """uint8 (B, S, S, 3) to float (B, 3, S, S) in [-1, 1] on ``device``."""
-    images = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    return images.contiguous(memory_format=memory_format)
-
-
 class ResidentBatches:
     """The dataset and its condition encodings held on the device; batches gathered there."""
 
@@ -81,7 +76,7 @@ class ResidentBatches:
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next real batch (float, [-1, 1]) and its conditions."""
         indices = self.sampler.next()
-        images = to_images(self.images[indices], self.context.device, self.memory_format)
+        images = to_float(self.images[indices], self.context.device, self.memory_format)
         return images, self.conditions[indices] if self.conditions is not None else None
 
     def random_conditions(self, count: int) -> torch.Tensor | None:
@@ -133,7 +128,7 @@ class StreamedBatches:
             self.pending.append(self.pool.submit(self._read, self.sampler.next()))
         images, conditions = self.pending.popleft().result()
         device = self.context.device
-        return (to_images(images, device, self.memory_format),
+        return (to_float(images, device, self.memory_format),
                 conditions.to(device, non_blocking=True) if conditions is not None else None)
 
     def random_conditions(self, count: int) -> torch.Tensor | None:

@@ -13,6 +13,7 @@ import shutil
 import stat
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,8 @@ from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
 from ganzoo.data.select import select
 from ganzoo.data.store import (IMAGES_FILE, STORE_FORMAT, STORE_VERSION, filter_store, is_store, read_csv_rows,
                                read_manifest, typed_table, write_metadata_csv)
-from ganzoo.config import cache_root
-from ganzoo.errors import GanzooError
-from ganzoo.files import publish_folder, staging_folder
+from ganzoo.api.errors import GanzooError
+from ganzoo.runtime.files import cache_root, publish_folder, staging_folder
 
 CLEANING_VERSION = 2
 METADATA_FILE = "metadata.csv"
@@ -165,6 +165,21 @@ def default_cache_dir() -> Path:
     return cache_root() / "stores"
 
 
+@dataclass
+class Source:
+    """A folder's files to pack, each with its metadata row, and what was passed over on the way."""
+
+    folder: Path
+    jobs: list[tuple[str, dict[str, str]]]
+    skipped: Counter
+    metadata: Path | None = None
+    key_column: str | None = None
+    files: int = 0
+    rows: int = 0
+    rows_matched: int = 0
+    where: dict | None = None
+
+
 def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = None, out: str | Path | None = None,
             workers: int | None = None, progress: bool = True,
             max_hash_distance: int | None = DEFAULT_MAX_HASH_DISTANCE, where: tuple[str, ...] = ()
@@ -197,91 +212,124 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
     if cached:
         return cached
     check_target(target, folder)
+    source = match_rows(folder, files, skipped, metadata_path, where)
+    try:
+        return pack(source, size, target, key, workers, progress, max_hash_distance)
+    except BaseException:
+        cached = cached_store(target, key)  # another process may have packed the same folder meanwhile
+        if cached:
+            return cached
+        raise
 
+
+def match_rows(folder: Path, files: list[Path], skipped: Counter, metadata_path: Path | None,
+               where: tuple[str, ...]) -> Source:
+    """The files to pack: every file without a metadata table, else each file its table names (by relative path
+    or name) whose row satisfies every ``where`` expression."""
     columns, rows = read_metadata_rows(metadata_path) if metadata_path else ([], {})
-    key_column = ("file" if "file" in columns else columns[0]) if columns else None
-    rows_before = len(rows)
+    source = Source(folder, [], skipped, metadata_path, ("file" if "file" in columns else columns[0]) if columns
+                    else None, len(files), len(rows))
     if where:
         table = typed_table({column: [row.get(column, "") for row in rows.values()] for column in columns})
         keys = list(rows)
         rows = {keys[i]: rows[keys[i]] for i in select(table, where)}
         if not rows:
             raise GanzooError(f"no row of {metadata_path} matches {' and '.join(where)}")
-    dropped: Counter[str] = Counter(skipped)
-    fixed: Counter[str] = Counter()
-    kept_rows: list[dict[str, str]] = []
-    matched_keys: set[str] = set()
-    jobs = []
+        source.where = {"expressions": list(where), "rows": source.rows, "matching": len(rows)}
+    matched: set[str] = set()
     for path in files:
         relative = str(path.relative_to(folder))
         row_key = relative if relative in rows else path.name
         row = rows.get(row_key) if metadata_path else {}
-        if row is None:
-            continue
-        matched_keys.add(row_key)
-        jobs.append((str(path), row))
+        if row is not None:
+            matched.add(row_key)
+            source.jobs.append((str(path), row))
+    source.rows, source.rows_matched = len(rows), len(matched)
+    return source
 
-    find_duplicates = max_hash_distance is not None
-    seen_pixels: set[bytes] = set()
-    seen_covers = NearDuplicateIndex(max_hash_distance) if find_duplicates else None
+
+class Duplicates:
+    """Covers seen so far: identical cleaned pixels, or a pHash within ``max_hash_distance`` bits and a similar
+    colour thumbnail (None: nothing is a duplicate)."""
+
+    def __init__(self, max_hash_distance: int | None):
+        self.find = max_hash_distance is not None
+        self.pixels: set[bytes] = set()
+        self.near = NearDuplicateIndex(max_hash_distance) if self.find else None
+
+    def reason(self, signature) -> str | None:
+        """Why the cover with this signature is dropped ("exact duplicate", "near duplicate"), or None to keep
+        it (and remember it)."""
+        if not signature:
+            return None
+        digest, phash, thumbnail = signature
+        if digest in self.pixels:
+            return "exact duplicate"
+        self.pixels.add(digest)
+        return None if self.near.add_unless_near(phash, thumbnail) else "near duplicate"
+
+
+def pack(source: Source, size: int, target: Path, key: str, workers: int | None, progress: bool,
+         max_hash_distance: int | None) -> tuple[Path, dict]:
+    """Clean ``source``'s files into a staging folder beside ``target`` and rename it into place when complete;
+    nothing is left behind if it fails."""
     staging = staging_folder(target)
     try:
-        workers = workers or os.cpu_count() or 1
-        kept = 0
-        work = [(path, size, find_duplicates) for path, _ in jobs]
         with open(staging / IMAGES_FILE, "wb") as sink:
-            pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 256 else None
-            try:
-                results = pool.imap(_clean_worker, work, chunksize=64) if pool else map(_clean_worker, work)
-                for (path, row), (array, fixes, reason, signature) in tqdm(
-                        zip(jobs, results), total=len(jobs), desc=f"prepare {folder.name}", unit="img",
-                        disable=not progress):
-                    if reason:
-                        dropped[reason] += 1
-                        continue
-                    if signature:
-                        digest, phash, thumbnail = signature
-                        if digest in seen_pixels:
-                            dropped["exact duplicate"] += 1
-                            continue
-                        seen_pixels.add(digest)
-                        if not seen_covers.add_unless_near(phash, thumbnail):
-                            dropped["near duplicate"] += 1
-                            continue
-                    sink.write(array.tobytes())
-                    fixed.update(fixes)
-                    kept_rows.append({"file": str(Path(path).relative_to(folder)),
-                                      **{c: v for c, v in row.items() if c != key_column}})
-                    kept += 1
-            except MemoryError:
-                raise GanzooError(f"ran out of memory while decoding the images of {folder} (nothing was dropped for "
-                                  "it); free memory or give fewer --workers, and prepare again") from None
-            finally:
-                if pool:
-                    pool.close()
-                    pool.join()
-        if kept == 0:
-            raise GanzooError(f"no usable images in {folder} ({format_counts(dropped) or 'no files'})")
+            kept_rows, dropped, fixed = clean_into(sink, source, size, workers or os.cpu_count() or 1, progress,
+                                                   Duplicates(max_hash_distance))
+        if not kept_rows:
+            raise GanzooError(f"no usable images in {source.folder} ({format_counts(dropped) or 'no files'})")
         metadata = {c: np.array([r.get(c, "") for r in kept_rows], dtype=object) for c in kept_rows[0]}
-        write_metadata_csv(staging / "metadata.csv", metadata, kept)
-        report = {"files": len(jobs) + sum(skipped.values()), "kept": kept, "dropped": dict(dropped),
-                  "fixed": dict(fixed), "files_without_metadata_row": len(files) - len(jobs) if metadata_path else 0,
-                  "metadata_rows_without_image": len(rows) - len(matched_keys) if metadata_path else 0,
-                  **({"where": {"expressions": list(where), "rows": rows_before, "matching": len(rows)}}
-                     if where else {}),
-                  "metadata": str(metadata_path) if metadata_path else None, "max_hash_distance": max_hash_distance}
-        manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": folder.resolve().name,
-                    "image_size": size, "count": kept, "source": str(folder.resolve()), "source_key": key,
-                    "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}
+        write_metadata_csv(staging / "metadata.csv", metadata, len(kept_rows))
+        with_table = source.metadata is not None
+        report = {"files": len(source.jobs) + sum(source.skipped.values()), "kept": len(kept_rows),
+                  "dropped": dict(dropped), "fixed": dict(fixed),
+                  "files_without_metadata_row": source.files - len(source.jobs) if with_table else 0,
+                  "metadata_rows_without_image": source.rows - source.rows_matched if with_table else 0,
+                  **({"where": source.where} if source.where else {}),
+                  "metadata": str(source.metadata) if with_table else None, "max_hash_distance": max_hash_distance}
+        manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": source.folder.resolve().name,
+                    "image_size": size, "count": len(kept_rows), "source": str(source.folder.resolve()),
+                    "source_key": key, "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
         publish_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        cached = cached_store(target, key)  # another process may have packed the same folder meanwhile
-        if cached:
-            return cached
         raise
     return target, dict(report, cached=False)
+
+
+def clean_into(sink, source: Source, size: int, workers: int, progress: bool, duplicates: Duplicates):
+    """Clean every file of ``source`` (in ``workers`` processes when there are many), writing the kept covers'
+    pixels to ``sink`` in order. Returns the kept rows and the counts of dropped and fixed files. Running out of
+    memory stops it: a valid file is never counted as corrupt for want of memory."""
+    dropped: Counter[str] = Counter(source.skipped)
+    fixed: Counter[str] = Counter()
+    kept_rows: list[dict[str, str]] = []
+    work = [(path, size, duplicates.find) for path, _ in source.jobs]
+    pool = multiprocessing.Pool(workers) if workers > 1 and len(work) > 256 else None
+    try:
+        results = pool.imap(_clean_worker, work, chunksize=64) if pool else map(_clean_worker, work)
+        for (path, row), (array, fixes, reason, signature) in tqdm(
+                zip(source.jobs, results), total=len(work), desc=f"prepare {source.folder.name}", unit="img",
+                disable=not progress):
+            reason = reason or duplicates.reason(signature)
+            if reason:
+                dropped[reason] += 1
+                continue
+            sink.write(array.tobytes())
+            fixed.update(fixes)
+            kept_rows.append({"file": str(Path(path).relative_to(source.folder)),
+                              **{c: v for c, v in row.items() if c != source.key_column}})
+    except MemoryError:
+        raise GanzooError(f"ran out of memory while decoding the images of {source.folder} (nothing was dropped for "
+                          "it); free memory or give fewer --workers, and prepare again") from None
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    return kept_rows, dropped, fixed
 
 
 def cached_store(target: Path, key: str) -> tuple[Path, dict] | None:

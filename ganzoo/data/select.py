@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ganzoo.errors import GanzooError
-from ganzoo.interfaces import Metadata
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.interfaces import Metadata
 
 OPERATOR = re.compile(r"==|!=|<=|>=|<|>|=")
 COLUMN = re.compile(r"[A-Za-z_][\w.\- ]*")

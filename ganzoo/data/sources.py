@@ -1,59 +1,91 @@
-"""Registered dataset plugins, packed stores and image folders, behind one ``open_dataset``."""
+"""Where images come from: a registered dataset plugin, a packed store or an image folder (prepared and cached on
+first use). A name is resolved once into a ``DataSource`` (``resolve_source``, which builds a dataset plugin from
+its validated options) and opened later (``open_source``), when the run is ready for data."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from ganzoo.context import Ranks
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.interfaces import Dataset, ImageData
 from ganzoo.data.prepare import prepare
 from ganzoo.data.store import is_store, load_store
-from ganzoo.errors import GanzooError
-from ganzoo.interfaces import ImageData
-from ganzoo.memory import check_fits
-from ganzoo.plugins import Registry, blame
+from ganzoo.registry.components import Registry, blame
+from ganzoo.runtime.context import Ranks
+from ganzoo.runtime.memory import check_fits
 
 
-def dataset_name(name: str | None, registry: Registry) -> str:
-    """``name``, or the default dataset plugin's name when None."""
-    return name if name is not None else registry.default("dataset").name
+@dataclass
+class DataSource:
+    """A dataset plugin built from its options (``dataset``, named by ``label`` in errors), or the path of a
+    store or image folder (``dataset`` None)."""
+
+    name: str
+    dataset: Dataset | None = None
+    label: str = ""
+
+    @property
+    def is_plugin(self) -> bool:
+        return self.dataset is not None
 
 
-def open_dataset(name: str | None, image_size: int, registry: Registry, options: Mapping[str, Any] | None = None,
-                 wanted: int | None = None, ranks: Ranks = Ranks(), progress: bool = True) -> ImageData:
-    """A registered dataset by name (built with ``options[name]``), a prepared store, or an image folder
-    (prepared and cached on first use). ``wanted`` asks a procedural dataset for that many images; ``ranks``
-    picks a rank's shards of a sharded store."""
-    name = dataset_name(name, registry)
+def resolve_source(name: str | None, registry: Registry, options: Mapping[str, Any] | None = None) -> DataSource:
+    """A dataset plugin by name (the default one when None), built with ``options[name]``, or a folder; neither
+    is an error listing close names."""
+    name = name if name is not None else registry.default("dataset").name
     if name in registry.components["dataset"]:
-        component = registry.get("dataset", name)
-        dataset = registry.create("dataset", name, (options or {}).get(name))
-        if dataset.image_sizes is not None and image_size not in dataset.image_sizes:
-            raise GanzooError(f"{component.label} gives images of {describe_sizes(dataset.image_sizes)} px, not "
-                              f"{image_size}")
-        needed = dataset.memory(image_size, wanted)
-        if needed:
-            check_fits(needed, torch.device("cpu"), f"dataset {name!r} at {image_size} px", "ask it for fewer images")
-        with blame(component.label, "failed to load"):
-            data = dataset.load(image_size, wanted)
-        if not isinstance(data, ImageData):
-            raise GanzooError(f"{component.label} broke its promise: load returned a {type(data).__name__}, not an "
-                              "ImageData")
+        return DataSource(name, registry.create("dataset", name, (options or {}).get(name)),
+                          registry.get("dataset", name).label)
+    if not Path(name).is_dir():
+        raise GanzooError(registry.unknown_name_message("dataset", name, registry.components["dataset"])
+                          .replace("(known:", "(not a folder either; known:"))
+    return DataSource(name)
+
+
+def open_source(source: DataSource, image_size: int, wanted: int | None = None, ranks: Ranks = Ranks(),
+                progress: bool = True) -> ImageData:
+    """The images of ``source`` at ``image_size`` px. ``wanted`` asks a procedural dataset for that many
+    images; ``ranks`` picks a rank's shards of a sharded store; a folder is prepared (and cached) first."""
+    if source.is_plugin:
+        data = load_plugin_dataset(source, image_size, wanted)
     else:
-        path = Path(name)
-        if not path.is_dir():
-            raise GanzooError(registry.unknown_name_message("dataset", name, registry.components["dataset"])
-                              .replace("(known:", "(not a folder either; known:"))
+        path = Path(source.name)
         if not is_store(path):
             path, _ = prepare(path, size=image_size, progress=progress)
         data = load_store(path, ranks)
     size = data.images.shape[1]
     if size != image_size:
-        raise GanzooError(f"dataset {name!r} holds {size} px images but data.image_size is {image_size}; prepare it "
-                          "at that size or change data.image_size")
+        raise GanzooError(f"dataset {source.name!r} holds {size} px images but data.image_size is {image_size}; "
+                          "prepare it at that size or change data.image_size")
     return data
+
+
+def load_plugin_dataset(source: DataSource, image_size: int, wanted: int | None) -> ImageData:
+    """A dataset plugin's images, after checking the size it can give and the memory it says it needs."""
+    dataset = source.dataset
+    if dataset.image_sizes is not None and image_size not in dataset.image_sizes:
+        raise GanzooError(f"{source.label} gives images of {describe_sizes(dataset.image_sizes)} px, not "
+                          f"{image_size}")
+    needed = dataset.memory(image_size, wanted)
+    if needed:
+        check_fits(needed, torch.device("cpu"), f"dataset {source.name!r} at {image_size} px",
+                   "ask it for fewer images")
+    with blame(source.label, "failed to load"):
+        data = dataset.load(image_size, wanted)
+    if not isinstance(data, ImageData):
+        raise GanzooError(f"{source.label} broke its promise: load returned a {type(data).__name__}, not an "
+                          "ImageData")
+    return data
+
+
+def open_dataset(name: str | None, image_size: int, registry: Registry, options: Mapping[str, Any] | None = None,
+                 wanted: int | None = None, progress: bool = True) -> ImageData:
+    """``resolve_source`` and ``open_source`` in one call, for a name given on the command line."""
+    return open_source(resolve_source(name, registry, options), image_size, wanted, progress=progress)
 
 
 def describe_sizes(sizes) -> str:

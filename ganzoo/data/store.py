@@ -21,12 +21,12 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ganzoo.config import format_validation_error
-from ganzoo.context import Ranks
+from ganzoo.api.options import format_validation_error
+from ganzoo.runtime.context import Ranks
 from ganzoo.data.select import select
-from ganzoo.errors import GanzooError
-from ganzoo.files import publish_folder, staging_folder
-from ganzoo.interfaces import ImageData, Metadata
+from ganzoo.api.errors import GanzooError
+from ganzoo.runtime.files import publish_folder, staging_folder
+from ganzoo.api.interfaces import ImageData, Metadata
 
 STORE_FORMAT = "ganzoo-store"
 SHARDED_FORMAT = "ganzoo-sharded-store"
@@ -199,13 +199,21 @@ def concatenate_tables(tables: list[Metadata]) -> Metadata:
 
 def write_rows(data: ImageData, rows: np.ndarray, folder: Path, name: str, fingerprint: str, **extra) -> None:
     """Write the given rows of ``data`` (in that order) as an ordinary store into the empty folder ``folder``."""
+    chunks = (data.images[rows[start:start + 4096]] for start in range(0, len(rows), 4096))
+    write_store(folder, chunks, data.rows(rows), len(rows), int(data.images.shape[1]), name, fingerprint, **extra)
+
+
+def write_store(folder: Path, chunks, metadata: Metadata, count: int, size: int, name: str, fingerprint: str,
+                **extra) -> None:
+    """Write an ordinary store into the (empty or new) folder ``folder``: its images from ``chunks`` of uint8
+    (B, S, S, 3), ``count`` in all, with ``metadata``, and a manifest."""
     folder.mkdir(exist_ok=True)
     with open(folder / IMAGES_FILE, "wb") as sink:
-        for start in range(0, len(rows), 4096):
-            sink.write(np.ascontiguousarray(data.images[rows[start:start + 4096]]).tobytes())
-    write_metadata_csv(folder / "metadata.csv", data.rows(rows), len(rows))
-    manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": name,
-                "image_size": int(data.images.shape[1]), "count": int(len(rows)), "fingerprint": fingerprint, **extra}
+        for chunk in chunks:
+            sink.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+    write_metadata_csv(folder / "metadata.csv", metadata, count)
+    manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": name, "image_size": size,
+                "count": int(count), "fingerprint": fingerprint, **extra}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 

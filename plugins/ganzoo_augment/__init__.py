@@ -209,7 +209,7 @@ class ADA(Augmentation):
 
 @hookimpl
 def register_augmentations(register):
-    register("diffaug", DiffAugment, options=DiffAugOptions,
+    register("diffaug", DiffAugment, options=DiffAugOptions, default=True,
              description="DiffAugment (Zhao et al. 2020): colour, translation and cutout on every critic input")
     register("ada", ADA, options=ADAOptions,
              description="adaptive augmentation (StyleGAN2-ADA): p follows the overfitting signal, target 0.6")

@@ -117,7 +117,7 @@ class RelativisticPairing(PenalisedLoss):
 @hookimpl
 def register_losses(register):
     register("hinge", Hinge, options=HingeOptions, description="hinge loss (SNGAN, BigGAN), optional R1/R2")
-    register("ns", NonSaturating, options=PenalisedOptions,
+    register("ns", NonSaturating, options=PenalisedOptions, default=True,
              description="non-saturating logistic loss (StyleGAN2), optional R1/R2")
     register("rpgan", RelativisticPairing, options=RpGANOptions,
              description="relativistic pairing loss with R1 and R2 (R3GAN, Huang et al. 2025)")

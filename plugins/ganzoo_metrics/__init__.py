@@ -215,7 +215,8 @@ class ConditionFidelity(Metric):
 
 @hookimpl
 def register_metrics(register):
-    register("fid", lambda options: FID(), description="Frechet Inception distance (Heusel et al. 2017)")
+    register("fid", lambda options: FID(), default=True,
+             description="Frechet Inception distance (Heusel et al. 2017)")
     register("kid", KID, options=KIDOptions, description="kernel Inception distance (Binkowski et al. 2018)")
     register("is", InceptionScoreMetric, options=ISOptions,
              description="Inception Score (Salimans et al. 2016); needs the extractor's classifier")

@@ -1,0 +1,27 @@
+"""The ``ganzoo`` command line: one module per verb, joined under the root group here."""
+
+from __future__ import annotations
+
+import click
+
+from ganzoo.apps.cli.base import RootGroup
+from ganzoo.apps.cli.bench_commands import bench_group
+from ganzoo.apps.cli.data_commands import data_group
+from ganzoo.apps.cli.generate_command import generate_command
+from ganzoo.apps.cli.plugins_command import plugins_command
+from ganzoo.apps.cli.studio_command import studio_command
+from ganzoo.apps.cli.train_command import train_command
+
+
+@click.group(cls=RootGroup, epilog="Plugins can add commands of their own: `ganzoo plugins` lists them.")
+@click.version_option(package_name="ganzoo")
+def cli():
+    """ganzoo: a plugin-based GAN zoo for album cover art."""
+
+
+for command in (train_command, generate_command, studio_command, bench_group, plugins_command, data_group):
+    cli.add_command(command)
+
+
+def main():
+    cli(prog_name="ganzoo")

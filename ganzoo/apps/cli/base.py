@@ -1,0 +1,102 @@
+"""What every ``ganzoo`` command shares: errors shown as one line, the root group that loads plugins (and torch)
+only when a command needs them, groups plugins add commands to, and parameters checked against the registry."""
+
+from __future__ import annotations
+
+import click
+
+from ganzoo.api.errors import GanzooError
+
+MAX_MESSAGE = 1000
+
+
+class UserError(click.ClickException):
+    """A GanzooError as the user sees it: one line of at most MAX_MESSAGE characters, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        text = " ".join(message.split())
+        if len(text) > MAX_MESSAGE:
+            text = f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+        super().__init__(text)
+
+
+class GanzooGroup(click.Group):
+    """Shows a GanzooError as one line on stderr with exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GanzooError as error:
+            raise UserError(str(error)) from None
+
+
+class RootGroup(GanzooGroup):
+    """The ``ganzoo`` group. Plugins are loaded (and torch with them) only when a command needs them, so
+    ``ganzoo --help`` and ``ganzoo --version`` answer at once."""
+
+    plugin_commands_added = False
+
+    def add_plugin_commands(self) -> None:
+        if not self.plugin_commands_added:
+            self.plugin_commands_added = True
+            from ganzoo.registry.loading import get_registry
+            get_registry().add_commands(self)
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            self.add_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+class PluginCommandsGroup(GanzooGroup):
+    """A group plugins add subcommands to (``data``): listing or resolving them loads the plugins."""
+
+    def list_commands(self, ctx):
+        ctx.find_root().command.add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            ctx.find_root().command.add_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+class RegistryChoice(click.ParamType):
+    """A component name of one kind, checked against (and listed from) the plugin registry."""
+
+    name = "name"
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def get_metavar(self, param, ctx=None):
+        from ganzoo.registry.loading import get_registry
+        return "[" + "|".join(get_registry().names(self.kind)) + "]"
+
+    def convert(self, value, param, ctx):
+        from ganzoo.registry.loading import get_registry
+        return get_registry().get(self.kind, value).name
+
+
+
+
+class DefaultCommandGroup(GanzooGroup):
+    """A group whose first argument, when it names no subcommand, goes to the default subcommand; its help
+    shows the default subcommand's options too."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx, formatter):
+        super().format_help(ctx, formatter)
+        default = self.commands[self.default_command]
+        records = [record for param in default.get_params(ctx)
+                   if isinstance(param, click.Option) and (record := param.get_help_record(ctx))]
+        with formatter.section(f"Options of `{ctx.command_path} [{self.default_command}] SOURCE`"):
+            formatter.write_dl(records)

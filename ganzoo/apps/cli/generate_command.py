@@ -1,0 +1,112 @@
+"""``ganzoo generate``: covers from a checkpoint, as a grid and as files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from ganzoo.api.errors import GanzooError
+from ganzoo.apps.cli.base import RegistryChoice
+from ganzoo.runtime.files import make_folder, writable_file, write_atomically
+from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
+
+
+@click.command("generate")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("-n", "count", type=click.IntRange(min=1, max=4096),
+              help="Covers to generate (default 64), or rows of a --sweep grid (default 4).")
+@click.option("--features", metavar="NAME=VALUE,...",
+              help="Ask for condition values, e.g. danceability=0.8,energy=0.3 (audio features in their units).")
+@click.option("--genre", metavar="NAME", help="Ask for a genre (the checkpoint's categorical condition).")
+@click.option("--track", metavar="ID_OR_URI_OR_URL",
+              help="Take the conditions of this track from --tracks (its features, and its genre if the "
+                   "checkpoint has one); --features and --genre override single values.")
+@click.option("--tracks", type=click.Path(exists=True, dir_okay=False),
+              help="A features CSV (track_id or uri column) to look --track up in.")
+@click.option("--track-ids", type=RegistryChoice("track_ids"),
+              help="The track id plugin that reads --track and --tracks [default: the default one, spotify].")
+@click.option("--sweep", metavar="FEATURE",
+              help="Write a grid whose columns step FEATURE from its low to its high end, noise fixed per row.")
+@click.option("--sweep-steps", type=click.IntRange(min=2, max=32), default=8, show_default=True,
+              help="Columns of a continuous --sweep (a categorical one shows every category).")
+@click.option("--upscale", type=click.IntRange(1, MAX_UPSCALE), default=1, show_default=True,
+              help="Write the covers this many times larger (resampled: larger files, not more detail).")
+@click.option("--upscale-filter", type=click.Choice(RESAMPLING_FILTERS), default=RESAMPLING_FILTERS[0], show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True,
+              help="Grid image to write.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Also write each image as its own PNG here, with conditions.csv for conditional models.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, upscale,
+                     upscale_filter, out, out_dir, seed, device):
+    """Generate covers from CHECKPOINT's EMA generator, at the size it was trained at (or --upscale'd).
+
+    Conditional checkpoints follow --features, --genre and --track; every feature not given is drawn from the
+    training rows that match the given genre and lie nearest to the given values (the 32 nearest), so
+    covers keep the data's own combinations. With no flags, conditions are those of random training rows.
+    """
+    from ganzoo.engine.sampling import load_sampler
+    from ganzoo.registry.loading import get_registry
+    from ganzoo.runtime.context import resolve_device
+
+    if tracks and not track:
+        raise GanzooError("--tracks is the file to look --track up in; give --track too")
+    writable_file(out)
+    if out_dir:
+        make_folder(out_dir)
+    registry = get_registry()
+    sampler = load_sampler(checkpoint, resolve_device(device), registry)
+    request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
+    columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
+    check_request_fits(sampler.image_size, (count or 4) * columns if sweep else (count or 64), columns, upscale)
+    if sweep:
+        images, rows, columns = sampler.sweep(sweep, sweep_steps, count or 4, seed, request)
+    else:
+        images, rows = sampler.covers(count or 64, seed, request)
+    write_covers(images.permute(0, 2, 3, 1).numpy(), rows, track_id, columns, upscale, upscale_filter, out, out_dir)
+
+
+def condition_request(sampler, registry, features, genre, track, tracks, track_ids):
+    """The condition values asked for (``--features``, ``--genre``, and a ``--track``'s, which the others
+    override), and the track's id."""
+    from ganzoo.apps.tracks import read_tracks, track_request
+    from ganzoo.engine.conditioning import parse_request
+
+    request = parse_request(sampler.conditions, features, genre)
+    if not track:
+        return request, None
+    track_id, from_track = track_request(track, read_tracks(tracks, registry, track_ids), sampler.conditions)
+    return from_track | request, track_id
+
+
+def check_request_fits(side: int, total: int, columns: int, upscale: int) -> None:
+    """Refuse, before generating, covers and a grid row that cannot fit in memory."""
+    import torch
+
+    from ganzoo.apps.covers import grid_band_bytes
+    from ganzoo.runtime.memory import check_fits
+
+    check_fits(total * side * side * 3 + grid_band_bytes(side, columns, upscale), torch.device("cpu"),
+               f"{total} covers of {side} px written {upscale}x larger", "ask for fewer covers or a smaller --upscale")
+
+
+def write_covers(covers, rows, track_id, columns: int, upscale: int, upscale_filter: str, out, out_dir) -> None:
+    """The grid, and with ``out_dir`` each cover as its own PNG and conditions.csv for a conditional model."""
+    import numpy as np
+
+    from ganzoo.apps.covers import png_bytes, write_grid
+    from ganzoo.data.store import write_metadata_csv
+
+    write_grid(out, covers, columns, upscale, upscale_filter)
+    if out_dir:
+        for i, cover in enumerate(covers):
+            write_atomically(Path(out_dir) / f"{i:05d}.png", png_bytes(cover, upscale, upscale_filter))
+        if rows is not None:
+            if track_id is not None:
+                rows = {"track": np.array([track_id] * len(covers), dtype=object), **rows}
+            write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(covers))
+    click.echo(f"wrote {len(covers)} covers of {covers.shape[1] * upscale} px to {out}"
+               + (f" and {out_dir}/" if out_dir else ""))

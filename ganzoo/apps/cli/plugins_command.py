@@ -1,0 +1,42 @@
+"""``ganzoo plugins``: what each installed plugin registers, and the plugins that failed to load."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json):
+    """List plugins, their versions and what each registers (with its options' defaults); plugins that failed to
+    load are listed with the reason."""
+    from ganzoo.registry.loading import get_registry
+
+    registry = get_registry()
+    click.get_current_context().find_root().command.add_plugin_commands()
+    listing = [{"name": info.name, "version": info.version, "error": info.error,
+                "components": [{"kind": c.kind, "name": c.name, "default": c.default, "description": c.description,
+                                "options": {k: jsonable(v) for k, v in c.option_defaults().items()}}
+                               for c in info.components]}
+               for info in registry.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+    else:
+        for plugin in listing:
+            click.echo(f"{plugin['name']} {plugin['version'] or ''}".rstrip())
+            if plugin["error"]:
+                click.echo(f"  failed to load: {plugin['error']}")
+            for component in plugin["components"]:
+                default = " (default)" if component["default"] else ""
+                about = f" - {component['description']}" if component["description"] else ""
+                click.echo(f"  {component['kind'].replace('_', ' ')}: {component['name']}{default}{about}")
+                if component["options"]:
+                    click.echo("    options: " + ", ".join(f"{k}={v}" for k, v in component["options"].items()))
+    for info in registry.failures():
+        click.echo(f"ganzoo: plugin {info.name!r} failed to load: {info.error}", err=True)
+
+
+def jsonable(value):
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)

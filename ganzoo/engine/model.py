@@ -1,0 +1,270 @@
+"""From a plan to a model: conditions fitted (or restored), networks, optimisers and the generator's average
+built and checked against what their plugins promised (``build_model``); a run started from another run's
+weights (``check_init_source``, ``initialise_from``)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganzoo.api.errors import GanzooError, warn
+from ganzoo.api.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Condition, Critic, CriticOutput,
+                                   Generator, ImageData, Terms)
+from ganzoo.engine.conditioning import encode, fit_conditions, restore_conditions
+from ganzoo.engine.plan import RunPlan
+from ganzoo.registry.components import blame
+from ganzoo.runtime.checkpoint import checkpoint_config, field as checkpoint_field, load_weights
+from ganzoo.runtime.context import RunContext
+from ganzoo.runtime.memory import check_fits, format_bytes, network_footprint
+
+SAMPLE_GRID = 64
+"""Covers in the fixed-noise sample grid of a run."""
+
+
+@dataclass
+class Model:
+    """Everything a run trains: networks, the recipe's components, the fitted conditions, optimisers and the
+    generator's exponential moving average."""
+
+    plan: RunPlan
+    spec: ArchitectureSpec
+    generator: Generator
+    critic: Critic
+    conditions: dict[str, Condition]
+    optimiser_g: torch.optim.Optimizer
+    optimiser_d: torch.optim.Optimizer
+    ema: GeneratorAverage
+
+    @property
+    def loss(self) -> AdversarialLoss:
+        return self.plan.loss
+
+    def stateful_components(self) -> dict[str, Any]:
+        """The recipe's components by name, whose state checkpoints keep."""
+        plan = self.plan
+        components: dict[str, Any] = {plan.recipe.loss.name: plan.loss}
+        if plan.latent_optimiser is not None:
+            components[plan.recipe.latent_optimiser.name] = plan.latent_optimiser
+        return components | plan.auxiliaries | plan.augmentations
+
+    def component_states(self) -> dict[str, dict]:
+        return {name: component.state_dict() for name, component in self.stateful_components().items()}
+
+    def load_component_states(self, states: dict[str, dict]) -> None:
+        for name, component in self.stateful_components().items():
+            with blame(self.plan.label(name), "cannot restore the state the checkpoint holds for it"):
+                component.load_state_dict(states.get(name, {}))
+
+
+def build_model(plan: RunPlan, data: ImageData, context: RunContext, condition_states: dict | None = None) -> Model:
+    """Fit the conditions (or restore the fitted ``condition_states`` a checkpoint kept), build and check the
+    networks, freeze the critic blocks the config asks to, and make the optimisers and EMA around them."""
+    config, conditions = plan.config, plan.conditions
+    if condition_states is not None:
+        restore_conditions(conditions, plan.labels, condition_states, data.fit_metadata, "the training data")
+    else:
+        fit_conditions(conditions, plan.labels, data.fit_metadata)
+    aux_outputs: dict[str, int] = {}
+    asked_by: dict[str, str] = {}
+    for name, auxiliary in plan.auxiliaries.items():
+        with blame(plan.label(name), "failed to name its outputs"):
+            outputs = auxiliary.outputs(conditions)
+        aux_outputs.update(outputs)
+        asked_by.update({output: plan.label(name) for output in outputs})
+    spec = ArchitectureSpec(image_size=config.data.image_size, latent_dim=config.model.latent_dim,
+                            width=config.model.width, condition_dim=sum(c.dim for c in conditions.values()),
+                            aux_outputs=aux_outputs, critic_batchnorm=plan.loss.allows_critic_batchnorm)
+    check_training_fits(plan, spec, context.device)
+    generator, critic = build_networks(plan.architecture, spec, plan.networks.architecture_label)
+    check_networks(generator, critic, spec, plan.networks.architecture_label, asked_by)
+    memory_format = torch.channels_last if config.system.channels_last else torch.contiguous_format
+    compiled_on_cuda = config.system.compile and context.device.type == "cuda"
+    generator = generator.to(context.device, memory_format=torch.contiguous_format if compiled_on_cuda
+                             else memory_format)  # inductor asserted NCHW strides in convolution_backward (H100)
+    critic = critic.to(context.device, memory_format=memory_format)
+    freeze_critic_blocks(plan, critic, config.model.freeze_critic_blocks)
+    with blame(plan.label(plan.recipe.loss.name), "failed to make its optimisers"):
+        optimiser_g, optimiser_d = plan.loss.optimisers(generator, critic)
+    ema = GeneratorAverage(generator, config.model.ema_decay)
+    return Model(plan, spec, generator, critic, conditions, optimiser_g, optimiser_d, ema)
+
+
+def freeze_critic_blocks(plan: RunPlan, critic: Critic, count: int) -> None:
+    """Freeze the critic's first ``count`` blocks, as the architecture lists them (FreezeD, Mo et al. 2020)."""
+    if not count:
+        return
+    blocks = plan.architecture.critic_blocks(critic)
+    if len(blocks) < count:
+        raise GanzooError(f"model.freeze_critic_blocks={count}, but {plan.networks.architecture_label} lists "
+                          f"{len(blocks)} critic blocks" + ("" if blocks else " (it does not name them, so none "
+                                                                              "can be frozen)"))
+    for block in blocks[:count]:
+        block.requires_grad_(False)
+
+
+def check_init_source(plan: RunPlan, source: dict, path: str) -> None:
+    """Before anything is built: the run that ``--init-from`` names must have this run's architecture, image
+    size, widths, latent size, conditions (and their options), architecture options and critic normalisation;
+    the first difference is one line."""
+    theirs = checkpoint_config(source, path)
+    ours = plan.config
+    spec = checkpoint_field(source, "spec", dict, path)
+    architecture = plan.recipe.architecture.name
+    differences = [
+        ("architecture", architecture, plan.registry.recipe(theirs.recipe).architecture.name),
+        ("data.image_size", ours.data.image_size, spec.get("image_size")),
+        ("model.width", ours.model.width, spec.get("width")),
+        ("model.latent_dim", ours.model.latent_dim, spec.get("latent_dim")),
+        ("model.conditions", ours.model.conditions, theirs.model.conditions),
+        *[(f"options.{name}", settled(plan, kind, name, ours.options), settled(plan, kind, name, theirs.options))
+          for kind, name in [("architecture", architecture), *(("condition", c) for c in ours.model.conditions)]],
+    ]
+    for name, mine, source_value in differences:
+        if mine != source_value:
+            raise GanzooError(f"--init-from {path}: its {name} is {source_value!r}, this run's is {mine!r}")
+    if spec.get("critic_batchnorm") != plan.loss.allows_critic_batchnorm:
+        allows = {True: "allows", False: "forbids"}
+        raise GanzooError(f"--init-from {path}: its loss {plan.registry.recipe(theirs.recipe).loss.name!r} "
+                          f"{allows[bool(spec.get('critic_batchnorm'))]} batch norm in the critic and this run's "
+                          f"{plan.recipe.loss.name!r} {allows[plan.loss.allows_critic_batchnorm]} it, so the critics "
+                          "differ; fine-tune with a loss that treats batch norm as the source's did")
+
+
+def settled(plan: RunPlan, kind: str, name: str, options: dict) -> dict:
+    """A component's options with its defaults filled in, as plain data: two configs that spell the same options
+    differently compare equal."""
+    parsed = plan.registry.get(kind, name).parse_options(options.get(name))
+    return parsed.model_dump() if hasattr(parsed, "model_dump") else parsed
+
+
+def initialise_from(model: Model, source: dict, path: str) -> None:
+    """Start ``model`` from another run's generator, critic and average (weights only; fresh optimisers), after
+    ``check_init_source``; its condition width and extra critic outputs must be this model's too."""
+    spec = checkpoint_field(source, "spec", dict, path)
+    for name, mine, source_value in [("condition width", model.spec.condition_dim, spec.get("condition_dim")),
+                                     ("extra critic outputs", model.spec.aux_outputs, spec.get("aux_outputs"))]:
+        if mine != source_value:
+            raise GanzooError(f"--init-from {path}: its {name} is {source_value!r}, this run's is {mine!r}")
+    load_weights(model.generator, checkpoint_field(source, "generator", dict, path), "generator")
+    load_weights(model.critic, checkpoint_field(source, "critic", dict, path), "critic")
+    load_weights(model.ema, checkpoint_field(source, "ema", dict, path), "EMA generator")
+
+
+def build_networks(architecture: Architecture, spec: ArchitectureSpec, label: str) -> tuple[Generator, Critic]:
+    """``architecture.build(spec)``, checked to return a (Generator, Critic) pair."""
+    with blame(label, "failed to build its networks"):
+        networks = architecture.build(spec)
+    if not (isinstance(networks, tuple) and len(networks) == 2 and isinstance(networks[0], Generator)
+            and isinstance(networks[1], Critic)):
+        raise GanzooError(f"{label} broke its promise: build must return (Generator, Critic)")
+    return networks
+
+
+def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec, label: str,
+                   asked_by: dict[str, str]) -> None:
+    """One forward pass of two samples in eval mode, without gradients and with its own random numbers (so
+    training is unchanged): the generator's images and the critic's score and extra outputs must have the
+    shapes the spec asked for. A broken promise names the plugin (``asked_by``: who asked for each output). In a
+    conditional run, a generator or critic whose outputs do not change with the conditions is warned about."""
+    noise = torch.Generator().manual_seed(0)
+    z = torch.randn(2, spec.latent_dim, generator=noise)
+    c = torch.randn(2, spec.condition_dim, generator=noise) if spec.condition_dim else None
+    modes = generator.training, critic.training
+    generator.eval(), critic.eval()
+    try:
+        with torch.no_grad(), blame(label, "fails on a batch of 2"):
+            images = generator(z, c)
+            expected = (2, spec.channels, spec.image_size, spec.image_size)
+            if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
+                found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+                raise GanzooError(f"{label} broke its promise: its generator made {found} for a batch of 2, not "
+                                  f"{expected}")
+            out = critic(images, c)
+            if c is not None:
+                warn_if_unconditioned(generator, critic, z, c, images, out, label)
+    finally:
+        generator.train(modes[0]), critic.train(modes[1])
+    if not isinstance(out, CriticOutput) or tuple(out.score.shape) != (2,):
+        found = tuple(out.score.shape) if isinstance(out, CriticOutput) else type(out).__name__
+        raise GanzooError(f"{label} broke its promise: its critic must return a CriticOutput with a score of shape "
+                          f"(2,) for a batch of 2, got {found}")
+    for name, width in spec.aux_outputs.items():
+        value = out.aux.get(name)
+        if value is None or tuple(value.shape) != (2, width):
+            found = "nothing" if value is None else f"shape {tuple(value.shape)}"
+            raise GanzooError(f"{label} broke its promise: its critic returned {found} for the extra output "
+                              f"{name!r} of width {width} that {asked_by.get(name, 'an auxiliary')} asked for")
+
+
+def warn_if_unconditioned(generator: Generator, critic: Critic, z: torch.Tensor, c: torch.Tensor,
+                          images: torch.Tensor, out: CriticOutput, label: str) -> None:
+    """Warn when the generator's images or the critic's scores are the same for other conditions: such a network
+    trains without ever seeing them."""
+    other = c.flip(0) + 1.0
+    if torch.equal(generator(z, other), images):
+        warn(f"{label}'s generator ignores the conditions of this conditional run")
+    if isinstance(out, CriticOutput) and torch.equal(critic(images, other).score, out.score):
+        warn(f"{label}'s critic ignores the conditions of this conditional run")
+
+
+def check_training_fits(plan: RunPlan, spec: ArchitectureSpec, device: torch.device) -> None:
+    """Refuse, in one line, a run whose networks and batch cannot fit in ``device``'s free memory."""
+    config = plan.config
+    footprint = network_footprint(lambda: plan.architecture.build(spec), config.schedule.batch_size, spec.latent_dim,
+                                  spec.condition_dim, spec.image_size, spec.channels)
+    if footprint is None:
+        return
+    parameters, activations = footprint.training()
+    fixed_latents = SAMPLE_GRID * spec.latent_dim * 4
+    check_fits(parameters + activations + fixed_latents, device,
+               f"training {config.recipe} (parameters with gradients and optimiser state {format_bytes(parameters)}, "
+               f"activations for batch_size {config.schedule.batch_size} {format_bytes(activations)})",
+               "lower batch_size, model.width or model.latent_dim")
+
+
+class GeneratorAverage(nn.Module):
+    """An exponential moving average of the generator's weights and buffers, used for samples and ``generate``.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early random weights fade out of
+    short runs instead of dominating them; the first update copies. Its state dict is torch's AveragedModel's
+    (``module.*`` and ``n_averaged``); unlike AveragedModel it counts updates on the host, so an update reads
+    nothing back from the device (AveragedModel tests its device counter twice per update, a host sync each
+    time on a GPU), and it averages all tensors of a dtype in one ``_foreach_lerp_``.
+    """
+
+    def __init__(self, generator: Generator, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(generator).requires_grad_(False)
+        self.decay = decay
+        self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long, device=first_device(generator)))
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, generator: Generator) -> None:
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach() for t in (*generator.parameters(), *generator.buffers())]
+        if self.updates == 0:
+            torch._foreach_copy_(averaged, current)
+        else:
+            weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+            floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+            if floats:
+                torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
+            for a, c in zip(averaged, current):
+                if not a.is_floating_point():
+                    a.copy_(c)
+        self.updates += 1
+        self.n_averaged.fill_(self.updates)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict, assign)
+        self.updates = int(self.n_averaged)
+        return result
+
+
+def first_device(module: nn.Module) -> torch.device:
+    return next((t.device for t in module.parameters()), torch.device("cpu"))

@@ -1,0 +1,116 @@
+"""What a checkpoint holds of a run: the state written every ``checkpoint_every`` steps (``checkpoint_state``)
+and read back for an exact resume (``restore``), the fitted conditions a resumed or initialised run keeps
+(``condition_states``), and a stored run's networks (``checkpoint_spec``, ``checkpoint_networks``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import ganzoo
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.interfaces import ArchitectureSpec, Critic, Generator, ImageData
+from ganzoo.data.loader import BatchSampler
+from ganzoo.engine.model import Model, build_networks
+from ganzoo.engine.plan import NetworkPlan, check_architecture
+from ganzoo.runtime.checkpoint import checkpoint_config, field, load_optimiser_state, load_weights
+from ganzoo.runtime.config import TrainConfig
+from ganzoo.runtime.memory import check_fits, network_footprint
+
+
+@dataclass
+class Progress:
+    """Where the run stands: generator steps done and training seconds spent (across resumes)."""
+
+    step: int = 0
+    elapsed_s: float = 0.0
+
+
+def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress, position: int,
+                     data: ImageData, conditions: dict | None) -> dict[str, Any]:
+    return {
+        "ganzoo_version": ganzoo.__version__,
+        "config": config.model_dump_json(),
+        "step": progress_state.step,
+        "elapsed_s": progress_state.elapsed_s,
+        "data_fingerprint": data.fingerprint,
+        "spec": dataclasses.asdict(model.spec),
+        "generator": model.generator.state_dict(),
+        "critic": model.critic.state_dict(),
+        "ema": model.ema.state_dict(),
+        "optimiser_g": model.optimiser_g.state_dict(),
+        "optimiser_d": model.optimiser_d.state_dict(),
+        "components": model.component_states(),
+        "sampler_position": position,
+        "conditions": conditions,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: ImageData) -> Progress:
+    """Load a checkpoint's training state into ``model`` and ``sampler``; returns where the run stood."""
+    if field(state, "data_fingerprint", str) != data.fingerprint:
+        raise GanzooError("the dataset differs from the one this run was trained on "
+                          f"(fingerprint {data.fingerprint}, checkpoint {state['data_fingerprint']})")
+    load_weights(model.generator, state["generator"], "generator")
+    load_weights(model.critic, state["critic"], "critic")
+    load_weights(model.ema, state["ema"], "EMA generator")
+    load_optimiser_state(model.optimiser_g, field(state, "optimiser_g", dict), "generator")
+    load_optimiser_state(model.optimiser_d, field(state, "optimiser_d", dict), "critic")
+    try:
+        torch.set_rng_state(field(state, "rng_cpu", torch.Tensor))
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise GanzooError(f"the checkpoint's random state does not fit this run: "
+                          f"{str(error).splitlines()[0][:200]}") from None
+    model.load_component_states(field(state, "components", dict))
+    sampler.position = field(state, "sampler_position", int)
+    if sampler.position > 1 << 53:
+        raise GanzooError(f"the checkpoint's data position {sampler.position} is not a position a run reaches")
+    if field(state, "rng_cuda", list) and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return Progress(field(state, "step", int), float(field(state, "elapsed_s", (int, float))))
+
+
+def condition_states(state: dict[str, Any] | None) -> dict | None:
+    """The fitted condition states a checkpoint kept, if any: a resumed or initialised run encodes its
+    conditions as the checkpoint's run did, whatever its own data's statistics."""
+    if state is None:
+        return None
+    record = state.get("conditions")
+    return record.get("states") if isinstance(record, dict) else None
+
+
+def checkpoint_spec(state: dict[str, Any], config: TrainConfig) -> ArchitectureSpec:
+    """The ArchitectureSpec a checkpoint's networks were built from, checked against its config."""
+    try:
+        spec = ArchitectureSpec(**field(state, "spec", dict))
+    except (TypeError, ValueError) as error:
+        raise GanzooError(f"checkpoint is not usable: its 'spec' is malformed ({error})") from None
+    if (spec.image_size, spec.latent_dim, spec.width) != (config.data.image_size, config.model.latent_dim,
+                                                          config.model.width):
+        raise GanzooError("checkpoint is not usable: its spec and config disagree on the image size or latent size")
+    return spec
+
+
+def checkpoint_networks(state: dict[str, Any], plan: NetworkPlan, batch_size: int = 256,
+                        ) -> tuple[Generator, Critic]:
+    """A fresh generator and critic of the architecture (planned from the checkpoint's config), options and
+    spec a checkpoint was trained with. The spec is untrusted: what the architecture cannot build, or what
+    cannot fit in memory with a batch of ``batch_size``, is refused before anything is allocated."""
+    spec = checkpoint_spec(state, checkpoint_config(state))
+    architecture, label = plan.architecture, plan.architecture_label
+    check_architecture(architecture, label, spec.image_size, spec.condition_dim > 0, list(spec.aux_outputs),
+                       prefix="checkpoint is not usable: ")
+    footprint = network_footprint(lambda: architecture.build(spec), batch_size, spec.latent_dim,
+                                  spec.condition_dim, spec.image_size, spec.channels)
+    if footprint is not None:
+        check_fits(footprint.sampling(), torch.device("cpu"),
+                   f"the checkpoint's networks ({plan.architecture_name} at {spec.image_size} px, model.width "
+                   f"{spec.width}, latent size {spec.latent_dim})", "this checkpoint cannot be used on this machine")
+    return build_networks(architecture, spec, label)
+
+

@@ -1,0 +1,135 @@
+"""Sampling covers from a trained generator: ``Sampler`` (random, requested and swept conditions) and
+``load_sampler``, which rebuilds it from a checkpoint alone, weights only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.interfaces import Condition, Generator, Metadata, random_rows
+from ganzoo.engine.conditioning import (UNCONDITIONAL, condition_for, encode, given_rows, probe_rows, read_record,
+                                        requested_rows, restore_conditions, sweep_values)
+from ganzoo.engine.plan import NetworkPlan, plan_networks
+from ganzoo.engine.run_state import checkpoint_networks, checkpoint_spec
+from ganzoo.registry.components import Registry
+from ganzoo.registry.loading import get_registry
+from ganzoo.runtime.checkpoint import checkpoint_config, field, load_checkpoint, load_weights
+from ganzoo.runtime.config import TrainConfig
+from ganzoo.runtime.pixels import to_uint8
+
+
+def load_generator(state: dict[str, Any], plan: NetworkPlan, device: torch.device) -> Generator:
+    """A checkpoint's EMA generator, in eval mode on ``device``."""
+    generator, _ = checkpoint_networks(state, plan)
+    prefix = "module."
+    load_weights(generator, {k[len(prefix):]: v for k, v in field(state, "ema", dict).items()
+                             if k.startswith(prefix)}, "generator")
+    return generator.to(device).eval()
+
+
+SAMPLING_BATCH = 256
+"""Covers generated per forward pass."""
+
+@dataclass
+class Sampler:
+    """Draws uint8 covers from a checkpoint. Conditional models take unrequested features from ``table``, rows
+    of the training data's conditioned columns (the rows a checkpoint keeps, or the whole table during
+    training); without one, every conditioned feature must be requested."""
+
+    generator: Generator
+    config: TrainConfig
+    conditions: dict[str, Condition]
+    table: Metadata | None
+    device: torch.device
+    step: int = 0
+    summary: dict[str, dict] | None = None
+    """Per condition column, the training data's range and median or categories (``column_summary``)."""
+
+    @property
+    def image_size(self) -> int:
+        return self.config.data.image_size
+
+    def latents(self, count: int, seed: int) -> torch.Tensor:
+        return torch.randn(count, self.generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def render(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
+        """uint8 images (B, 3, S, S) for latents ``z`` and, for a conditional model, condition ``rows``."""
+        return to_uint8(self.generator(z.to(self.device), encode(self.conditions, rows, self.device))).cpu()
+
+    def generate(self, count: int, seed: int, rows: Metadata | None = None, batch_size: int = SAMPLING_BATCH,
+                 latents: torch.Tensor | None = None):
+        """Yield uint8 image batches (B, 3, S, S); ``rows`` gives the conditions (random rows of the table by
+        default), ``latents`` the noise (drawn from ``seed`` by default)."""
+        if self.conditions and rows is None:
+            rows = self.rows_for({}, count, seed, nearest=False)
+        z = self.latents(count, seed) if latents is None else latents
+        for start in range(0, count, batch_size):
+            batch_rows = {k: v[start:start + batch_size] for k, v in rows.items()} if self.conditions else None
+            yield self.render(z[start:start + batch_size], batch_rows)
+
+    def covers(self, count: int, seed: int, request: dict[str, Any] | None = None,
+               ) -> tuple[torch.Tensor, Metadata | None]:
+        """``count`` covers for a request (column -> value, see ``ganzoo.engine.conditioning.parse_request``), and the
+        condition rows they were generated for. Unrequested features follow the training data."""
+        request = request or {}
+        if request and not self.conditions:
+            raise GanzooError(UNCONDITIONAL)
+        rows = self.rows_for(request, count, seed) if self.conditions else None
+        return torch.cat(list(self.generate(count, seed, rows))), rows
+
+    def rows_for(self, request: dict[str, Any], count: int, seed: int, nearest: bool = True) -> Metadata:
+        """Condition rows with the requested values; the other columns from the table's rows that match the
+        request (``requested_rows``), or random rows of it when ``nearest`` is False."""
+        if self.table is None:
+            return given_rows(self.conditions, request, count)
+        if not nearest:
+            return random_rows(self.table, count, seed + 1)
+        return requested_rows(self.table, request, count, seed + 1)
+
+    def sweep_columns(self, column: str, steps: int) -> list:
+        """The values a sweep of ``column`` steps through, one per column of its grid."""
+        return sweep_values(self.summary, condition_for(self.conditions, column), column, steps)
+
+    def sweep(self, column: str, steps: int, count: int, seed: int, request: dict[str, Any] | None = None,
+              ) -> tuple[torch.Tensor, Metadata, int]:
+        """A grid of ``count`` rows by the sweep's columns: each row keeps one noise vector and one condition
+        row, and ``column`` steps through ``ganzoo.engine.conditioning.sweep_values`` along it. Returns the images in
+        row-major order, their condition rows and the number of columns."""
+        request = dict(request or {})
+        values = self.sweep_columns(column, steps)
+        request.pop(column, None)
+        if self.table is None:
+            request[column] = values[0]  # a placeholder: the sweep sets this column below
+        base = self.rows_for(request, count, seed)
+        rows = {name: np.repeat(values_, len(values)) for name, values_ in base.items()}
+        rows[column] = np.tile(np.asarray(values, dtype=rows[column].dtype), count)
+        latents = self.latents(count, seed).repeat_interleave(len(values), dim=0)
+        return torch.cat(list(self.generate(len(latents), seed, rows, latents=latents))), rows, len(values)
+
+
+def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:
+    """A Sampler for a checkpoint, from what the checkpoint holds alone (never its training data): the EMA
+    generator, and for a conditional model its conditions' fitted states, column summary and training rows,
+    each checked as untrusted input."""
+    state = load_checkpoint(path)
+    config = checkpoint_config(state)
+    plan = plan_networks(config, registry or get_registry())
+    generator = load_generator(state, plan, device)
+    step = field(state, "step", int)
+    summary, table, conditions = None, None, plan.conditions
+    if conditions:
+        record = state.get("conditions")
+        summary, table = read_record(record, config.model.conditions)
+        restore_conditions(conditions, plan.labels, record.get("states"), probe_rows(summary, table),
+                           "the checkpoint's record of its conditions")
+    width = sum(condition.dim for condition in conditions.values())
+    if width != checkpoint_spec(state, config).condition_dim:
+        raise GanzooError(f"checkpoint is not usable: its conditions encode {width} values, its networks take "
+                          f"{checkpoint_spec(state, config).condition_dim}")
+    return Sampler(generator, config, conditions, table, device, step, summary)

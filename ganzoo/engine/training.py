@@ -1,0 +1,375 @@
+"""The training loop, in four named phases:
+
+1. set-up: the config planned into components and checked (``plan_run``), data opened, model built, a
+   checkpoint restored (``set_up``);
+2. the critic phase: ``n_critic`` updates of the critic on real batches and fakes from the current generator;
+3. the generator phase: one update of the generator against the frozen critic;
+4. bookkeeping: the generator's average, metrics, sample grids, evaluations, checkpoints.
+
+Every component of the recipe sees one ``Batch`` record per update (``ganzoo.api.interfaces.Batch``). Plugins
+enter at named points only: the latent optimiser before each phase's generator pass, the augmentations in front
+of every critic call, the auxiliaries beside the loss in both phases. Every call into a plugin names the plugin
+when it fails, and the promises the engine cannot check at build time (an augmentation keeps the shape and lets
+gradients through, a loss passes the conditions to the critic, terms are named scalars) are checked on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.interfaces import Batch, CriticOutput, ImageData, Terms
+from ganzoo.data.loader import BatchSampler, ResidentBatches, StreamedBatches, fits_on_device
+from ganzoo.data.sources import open_source
+from ganzoo.engine.bookkeeping import RUN_FILES, RUN_FOLDERS, Bookkeeping
+from ganzoo.engine.conditioning import encode
+from ganzoo.engine.model import SAMPLE_GRID, Model, build_model, check_init_source, initialise_from
+from ganzoo.engine.plan import RunPlan, plan_run
+from ganzoo.engine.run_state import Progress, condition_states, restore
+from ganzoo.registry.components import Registry, blame
+from ganzoo.registry.loading import get_registry
+from ganzoo.runtime import context as run_context
+from ganzoo.runtime.checkpoint import load_checkpoint, remove_partial_saves
+from ganzoo.runtime.config import TrainConfig
+from ganzoo.runtime.context import RunContext
+from ganzoo.runtime.files import FolderLock, check_folder_entries, remove_if_only_locked
+
+
+class StopRequest:
+    """Turns the first Ctrl-C or SIGTERM into a request to checkpoint and stop after the current step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nganzoo: stopping after this step to write a checkpoint (Ctrl-C again aborts without one)",
+              file=sys.stderr)
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class Trainer:
+    """One model, its data and its context; ``critic_phase`` and ``generator_phase`` are one training step."""
+
+    def __init__(self, model: Model, batches: ResidentBatches | StreamedBatches, context: RunContext):
+        self.model, self.batches, self.context = model, batches, context
+        self.plan = plan = model.plan
+        self.config = plan.config
+        self.generator = context.wrap(model.generator)
+        self.critic = context.wrap(model.critic)
+        model.generator, model.critic = run_context.unwrap(self.generator), run_context.unwrap(self.critic)
+        if self.config.system.compile:
+            self.generator = torch.compile(self.generator)
+        self.critic_trainable = [p for p in model.critic.parameters() if p.requires_grad]  # frozen blocks stay so
+        self.architecture = plan.networks.architecture_name
+        self.uses_latent_step = {phase: plan.latent_optimiser is not None and phase in plan.latent_optimiser.applies_to
+                                 for phase in ("critic", "generator")}
+        self.checked: set[str] = set()
+
+    # --- calls into plugins, each naming its plugin when it fails ------------------------------------------------
+
+    def critic_view(self, critic) -> Callable[[torch.Tensor, torch.Tensor | None], CriticOutput]:
+        """``critic`` behind the run's augmentations: what every phase, penalty and latent step calls."""
+        def augmented(images: torch.Tensor, condition: torch.Tensor | None) -> CriticOutput:
+            for name, augmentation in self.plan.augmentations.items():
+                images = self.augment(name, augmentation, images)
+            with blame(self.plan.label(self.architecture), "failed in its critic's forward pass"):
+                return critic(images, condition)
+        return augmented
+
+    def augment(self, name: str, augmentation, images: torch.Tensor) -> torch.Tensor:
+        """One augmentation of a batch, its promise (same shape, gradients flow) checked on first use."""
+        with blame(self.plan.label(name), "failed to augment a batch"):
+            augmented = augmentation.augment(images)
+        if name not in self.checked:
+            if not isinstance(augmented, torch.Tensor) or augmented.shape != images.shape:
+                found = tuple(augmented.shape) if isinstance(augmented, torch.Tensor) else type(augmented).__name__
+                raise GanzooError(f"{self.plan.label(name)} broke its promise: it returned {found} for a batch of "
+                                  f"{tuple(images.shape)}; an augmentation keeps the shape")
+            if images.requires_grad:
+                if augmented.grad_fn is None:
+                    raise GanzooError(f"{self.plan.label(name)} broke its promise: its output does not depend "
+                                      "differentiably on its input (detached?); the generator learns through it")
+                self.checked.add(name)
+        return augmented
+
+    def critic_for(self, owner: str, critic) -> Callable[[torch.Tensor, torch.Tensor | None], CriticOutput]:
+        """The critic as component ``owner`` calls it: in a conditional run it must pass the conditions, and a
+        critic that fails on what it passed is said to fail on ``owner``'s input."""
+        conditional = bool(self.plan.conditions)
+
+        def call(images: torch.Tensor, condition: torch.Tensor | None = None) -> CriticOutput:
+            if conditional and condition is None:
+                raise GanzooError(f"{self.plan.label(owner)} broke its promise: it called the critic without "
+                                  "conditions in a conditional run (pass the batch's condition)")
+            try:
+                return critic(images, condition)
+            except GanzooError:
+                raise
+            except Exception as error:
+                raise GanzooError(f"{self.plan.label(self.architecture)}'s critic failed on what "
+                                  f"{self.plan.label(owner)} passed it: {type(error).__name__}: "
+                                  f"{str(error).splitlines()[0][:200] if str(error) else ''}") from None
+        return call
+
+    def terms(self, batch: Batch) -> Terms:
+        """The loss's and every auxiliary's terms for ``batch``, each checked (named scalar tensors) on its first
+        appearance, and merged (a term name two components both use is refused)."""
+        plan = self.plan
+        method = "critic_terms" if batch.phase == "critic" else "generator_terms"
+        owners: dict[str, str] = {}
+        terms: Terms = {}
+        for name, component in [(plan.recipe.loss.name, plan.loss), *plan.auxiliaries.items()]:
+            with blame(plan.label(name), f"failed in the {batch.phase} phase"):
+                found = getattr(component, method)(dataclasses.replace(batch, critic=self.critic_for(name, batch.critic)))
+            self.check_terms(found, name, batch.phase)
+            for term, value in found.items():
+                if term in owners:
+                    raise GanzooError(f"{plan.label(name)} and {plan.label(owners[term])} both return a term named "
+                                      f"{term!r}")
+                owners[term], terms[term] = name, value
+        return {name: value.float().reshape(()) for name, value in terms.items()}
+
+    def check_terms(self, terms: Terms, owner: str, phase: str) -> None:
+        key = f"{phase}:{owner}"
+        if key in self.checked:
+            return
+        if not isinstance(terms, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) and v.numel() == 1 for k, v in terms.items()):
+            raise GanzooError(f"{self.plan.label(owner)} broke its promise: its {phase} terms must be a dict of "
+                              f"named scalar tensors, got {describe_terms(terms)}")
+        self.checked.add(key)
+
+    def latents(self, condition: torch.Tensor | None, phase: str) -> torch.Tensor:
+        z = self.context.per_sample_randn(self.config.schedule.batch_size, self.config.model.latent_dim)
+        if self.uses_latent_step[phase]:
+            name = self.plan.recipe.latent_optimiser.name
+            with blame(self.plan.label(name), f"failed in the {phase} phase"):
+                z = self.plan.latent_optimiser.optimise(z, condition, self.model.generator,
+                                                        self.critic_for(name, self.critic_view(self.model.critic)))
+        return z
+
+    def generate(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        with blame(self.plan.label(self.architecture), "failed in its generator's forward pass"):
+            return self.generator(z, condition)
+
+    # --- the two phases of a step --------------------------------------------------------------------------------
+
+    def critic_phase(self, step: int) -> Terms:
+        """``n_critic`` critic updates; returns the last update's terms."""
+        model = self.model
+        critic = self.critic_view(self.critic)
+        model.generator.train()
+        for iteration in range(model.loss.n_critic):
+            real, condition = self.batches.real_batch()
+            z = self.latents(condition, "critic")
+            with torch.no_grad(), self.context.autocast():
+                fake = self.generate(z, condition).float()
+            if model.loss.critic_input_gradients:
+                real, fake = real.requires_grad_(True), fake.requires_grad_(True)
+            with self.context.autocast():
+                real_out, fake_out = critic(real, condition), critic(fake, condition)
+            batch = Batch("critic", fake, fake_out.float(), condition, critic, self.context, step, iteration, real,
+                          real_out.float())
+            terms = self.terms(batch)
+            model.optimiser_d.zero_grad(set_to_none=True)
+            sum(terms.values()).backward()
+            model.optimiser_d.step()
+            for name, augmentation in self.plan.augmentations.items():
+                with blame(self.plan.label(name), "failed to observe a critic update"):
+                    augmentation.observe(batch)
+        return terms
+
+    def generator_phase(self, step: int) -> Terms:
+        """One generator update against the critic, frozen (and not synchronised: its gradients are not
+        wanted) but left in train mode. Conditions are drawn from the data's own rows."""
+        model = self.model
+        critic = self.critic_view(model.critic)
+        for parameter in self.critic_trainable:
+            parameter.requires_grad_(False)
+        try:
+            real = real_out = None
+            if model.loss.generator_needs_real:
+                real, real_condition = self.batches.real_batch()
+                with torch.no_grad(), self.context.autocast():
+                    real_out = critic(real, real_condition).float()
+            condition = self.batches.random_conditions(self.config.schedule.batch_size)
+            z = self.latents(condition, "generator")
+            with self.context.autocast():
+                fake = self.generate(z, condition)
+                fake_out = critic(fake, condition)
+            batch = Batch("generator", fake, fake_out.float(), condition, critic, self.context, step, 0, real,
+                          real_out)
+            terms = self.terms(batch)
+            model.optimiser_g.zero_grad(set_to_none=True)
+            sum(terms.values()).backward()
+            model.optimiser_g.step()
+        finally:
+            for parameter in self.critic_trainable:
+                parameter.requires_grad_(True)
+        return terms
+
+
+def describe_terms(terms) -> str:
+    if not isinstance(terms, dict):
+        return f"a {type(terms).__name__}"
+    return ", ".join(f"{k!r}: {tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__}"
+                     for k, v in terms.items()) or "nothing"
+
+
+@dataclass
+class Run:
+    """A run ready to train: its plan, context, data, model, batches and where it stands."""
+
+    plan: RunPlan
+    context: RunContext
+    data: ImageData
+    model: Model
+    batches: ResidentBatches | StreamedBatches
+    progress: Progress
+
+
+def run_training(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | None = None,
+                 registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir``, continuing from ``resume`` (a loaded checkpoint) if given.
+
+    Stops after ``schedule.steps`` generator steps in total, after ``schedule.minutes`` (or ``cpu_minutes`` of
+    CPU time), or on Ctrl-C / SIGTERM, and always leaves a checkpoint. Returns a summary (steps done, why it
+    stopped, paths). Launched by torchrun, it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing
+    the run folder, which it locks against a second process for as long as it trains.
+    """
+    run_dir = Path(run_dir)
+    registry = registry or get_registry()
+    if run_context.rank_from_environment() != 0:
+        return train_run(set_up(config, run_dir, resume, registry, progress), run_dir, progress)
+    new_folder = not run_dir.exists()
+    try:
+        with FolderLock(run_dir, "training"):
+            check_folder_entries(run_dir, RUN_FILES, RUN_FOLDERS)
+            if resume is None and (run_dir / "checkpoint.pt").exists():
+                raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+            remove_partial_saves(run_dir / "checkpoint.pt")
+            return train_run(set_up(config, run_dir, resume, registry, progress), run_dir, progress)
+    finally:
+        if new_folder:
+            remove_if_only_locked(run_dir)  # a run that failed to start leaves no empty folder behind
+
+
+def set_up(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, registry: Registry,
+           progress: bool) -> Run:
+    """1. set-up: everything checked before data is opened; rank 0 prepares (and caches) the dataset first."""
+    plan = plan_run(config, registry)
+    config = plan.config
+    context = run_context.setup(config.system.device, config.system.amp)
+    torch.manual_seed(config.system.seed)
+    if not context.ranks.is_main:
+        context.barrier()
+    data = open_source(plan.data, config.data.image_size, ranks=context.ranks,
+                       progress=progress and context.ranks.is_main)
+    if context.ranks.is_main:
+        context.barrier()
+    init = load_checkpoint(config.model.init_from) if config.model.init_from and resume is None else None
+    if init is not None:
+        check_init_source(plan, init, config.model.init_from)
+    model = build_model(plan, data, context, condition_states=condition_states(resume or init))
+    if init is not None:
+        initialise_from(model, init, config.model.init_from)
+    batches = make_batches(model, data, context)
+    where = restore(resume, model, batches.sampler, data) if resume else Progress()
+    if config.schedule.steps is not None and where.step >= config.schedule.steps:
+        raise GanzooError(f"{run_dir} is already at step {where.step}; pass --steps above {where.step} to train "
+                          "further")
+    return Run(plan, context, data, model, batches, where)
+
+
+def make_batches(model: Model, data: ImageData, context: RunContext) -> ResidentBatches | StreamedBatches:
+    """The run's batches: held on the device when the data fits there (``data.on_device``), else streamed."""
+    config, ranks = model.plan.config, context.ranks
+    resident = (fits_on_device(data.images, model.spec.condition_dim, context.device)
+                if config.data.on_device == "auto" else config.data.on_device)
+    device = context.device if resident else None
+    if data.population is None:  # every rank walks the global batches and keeps its slice
+        sampler = BatchSampler(len(data.images), config.schedule.batch_size * ranks.world_size, config.system.seed,
+                               context, device)
+    else:  # a rank's own shards: walked alone
+        sampler = BatchSampler(len(data.images), config.schedule.batch_size, config.system.seed + ranks.rank,
+                               device=device)
+    memory_format = torch.channels_last if config.system.channels_last else torch.contiguous_format
+    return (ResidentBatches if resident else StreamedBatches)(
+        data.images, lambda rows: encode(model.conditions, data.rows(rows), "cpu"), sampler, context, memory_format)
+
+
+def train_run(run: Run, run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Steps until the budget, a stop request or an error; every exit but a crash leaves a checkpoint."""
+    config, context, model = run.plan.config, run.context, run.model
+    trainer = Trainer(model, run.batches, context)
+    fixed_latent = torch.randn(SAMPLE_GRID, config.model.latent_dim,
+                               generator=torch.Generator().manual_seed(config.system.seed)).to(context.device)
+    fixed_condition = encode(model.conditions, run.data.rows(torch.arange(SAMPLE_GRID).numpy() % len(run.data.images)),
+                             context.device)
+    log = (Bookkeeping(run.plan, model, run.data, run_dir, run.progress, fixed_latent, fixed_condition, run.batches,
+                       context, progress) if context.ranks.is_main else None)
+    budget = Budget(config)
+    stopped_by = "steps"
+    try:
+        with StopRequest() as stop:
+            while run.progress.step < (config.schedule.steps or math.inf):
+                if not context.ranks.distributed or run.progress.step % config.schedule.log_every == 0:
+                    out_of_time, interrupted = context.any_rank([budget.spent(), stop.requested])
+                    if out_of_time or interrupted:
+                        stopped_by = "minutes" if out_of_time else "interrupt"
+                        break
+                # 2. the critic phase, 3. the generator phase
+                critic_terms = trainer.critic_phase(run.progress.step)
+                generator_terms = trainer.generator_phase(run.progress.step)
+                # 4. bookkeeping
+                model.ema.update(model.generator)
+                run.progress.step += 1
+                if log:
+                    log.after_step(critic_terms, generator_terms)
+    except BaseException:
+        if log:
+            log.bar.close()  # end the progress line before the error is printed
+        raise
+    finally:
+        run.batches.close()
+    if log:
+        log.close()
+    context.barrier()
+    return {"run_dir": str(run_dir), "step": run.progress.step, "stopped_by": stopped_by,
+            "checkpoint": str(run_dir / "checkpoint.pt"), "samples": str(run_dir / "samples.png")}
+
+
+class Budget:
+    """The run's time budgets from now: ``schedule.minutes`` of wall-clock time and ``cpu_minutes`` of this
+    process's CPU time."""
+
+    def __init__(self, config: TrainConfig):
+        schedule = config.schedule
+        self.deadline = time.perf_counter() + schedule.minutes * 60 if schedule.minutes else math.inf
+        self.cpu_deadline = time.process_time() + schedule.cpu_minutes * 60 if schedule.cpu_minutes else math.inf
+
+    def spent(self) -> bool:
+        return time.perf_counter() > self.deadline or time.process_time() > self.cpu_deadline

@@ -1,4 +1,0 @@
-"""Bounds on user input, shared by the command line, configs and the studio (importing this loads nothing)."""
-
-MAX_SEED = 2 ** 31 - 1
-"""The largest seed: every seed goes to torch, numpy and the studio's query string."""

@@ -1,0 +1,266 @@
+"""The component registry: every component the loaded plugins registered, by kind and name, built from
+validated options and checked against the interface its kind promises; recipes resolved into components.
+
+A plugin that raises while registering is left out; ``ganzoo plugins`` lists it with its error, and so does any
+error that names a component it might have provided.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from ganzoo.api import interfaces
+from ganzoo.api.errors import GanzooError
+from ganzoo.api.hookspecs import KINDS
+from ganzoo.api.options import parse_options
+
+LOAD_PLUGINS_ENV = "GANZOO_LOAD_PLUGINS"
+RECIPE_KINDS = tuple(name for name, kind in KINDS.items() if kind.recipe)
+
+
+@dataclass
+class Component:
+    """One registered component: its factory, its options model (if it declared one) and its plugin."""
+
+    name: str
+    kind: str
+    factory: Callable[..., Any]
+    plugin: str
+    options: type[BaseModel] | None = None
+    description: str = ""
+    default: bool = False
+
+    @property
+    def label(self) -> str:
+        """``loss 'wgan' (plugin 'wgan')``: how errors name it."""
+        return f"{self.kind.replace('_', ' ')} {self.name!r} (plugin {self.plugin!r})"
+
+    def parse_options(self, options: dict[str, Any] | None) -> Any:
+        """The validated options model (or the raw dict for a component without one). Fields the model does not
+        declare are refused whatever the model's own setting, so a misspelt option is never silently ignored."""
+        options = dict(options or {})
+        if self.options is None:
+            return options
+        declared = {name for name, info in self.options.model_fields.items()} | {
+            info.alias for info in self.options.model_fields.values() if info.alias}
+        unknown = sorted(set(options) - declared)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(declared), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise GanzooError(f"invalid config: options.{self.name}.{unknown[0]}: {self.label} has no such option"
+                              f"{hint} (it has: {', '.join(sorted(declared)) or 'none'})")
+        return parse_options(self.options, options, f"options.{self.name}")
+
+    def option_defaults(self) -> dict[str, Any]:
+        if self.options is None:
+            return {}
+        return {name: info.default for name, info in self.options.model_fields.items() if not info.is_required()}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    components: list[Component] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Recipe:
+    """A training recipe: ``wgan``, ``wgan+logan``, ``resnet+hinge+diffaug`` resolved to components."""
+
+    text: str
+    architecture: Component
+    loss: Component
+    latent_optimiser: Component | None
+    auxiliaries: list[Component]
+    augmentations: list[Component]
+
+    @property
+    def components(self) -> list[Component]:
+        return [c for c in (self.architecture, self.loss, self.latent_optimiser, *self.auxiliaries,
+                            *self.augmentations) if c is not None]
+
+
+class Registry:
+    """Every component the loaded plugins registered, by kind and name."""
+
+    def __init__(self, plugin_manager: pluggy.PluginManager, plugins: dict[str, PluginInfo]):
+        self.plugin_manager = plugin_manager
+        self.plugins = plugins
+        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        for name, info in self.plugins.items():
+            plugin = plugin_manager.get_plugin(name)
+            if plugin is None:
+                continue
+            added: list[Component] = []
+            try:
+                for kind in KINDS.values():
+                    for impl in getattr(plugin_manager.hook, kind.hook).get_hookimpls():
+                        if impl.plugin is plugin:
+                            impl.function(register=self._register_function(kind.name, info, added))
+            except GanzooError:
+                raise
+            except Exception as error:  # a plugin that raises while registering is left out, not fatal
+                for component in added:
+                    del self.components[component.kind][component.name]
+                info.components.clear()
+                info.error = f"registering raised {type(error).__name__}: {first_line(error)}"
+        for kind in KINDS:
+            defaults = [c for c in self.components[kind].values() if c.default]
+            if len(defaults) > 1:
+                raise GanzooError(f"{len(defaults)} plugins claim the default {kind.replace('_', ' ')}: "
+                                  f"{', '.join(c.label for c in defaults)}; uninstall one, or choose plugins with "
+                                  f"{LOAD_PLUGINS_ENV}")
+
+    def _register_function(self, kind: str, info: PluginInfo, added: list[Component]):
+        def register(name: str, factory: Callable[..., Any], *, options: type[BaseModel] | None = None,
+                     description: str | None = None, default: bool = False) -> None:
+            if not isinstance(name, str) or not name or "+" in name or name != name.strip():
+                raise GanzooError(f"plugin {info.name!r} registered {KINDS[kind].article} named {name!r}; names are "
+                                  "non-empty and hold no '+' or surrounding spaces")
+            if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
+                raise GanzooError(f"plugin {info.name!r} registered {name!r} with options={options!r}, which is "
+                                  "not a pydantic model class")
+            namespace = RECIPE_KINDS if kind in RECIPE_KINDS else (kind,)
+            for other_kind in namespace:
+                existing = self.components[other_kind].get(name)
+                if existing is not None:
+                    raise GanzooError(
+                        f"component name {name!r} is registered twice: as {KINDS[existing.kind].article} by plugin "
+                        f"{existing.plugin!r} and as {KINDS[kind].article} by plugin {info.name!r}; uninstall one, or "
+                        f"choose plugins with {LOAD_PLUGINS_ENV}")
+            doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+            component = Component(name, kind, factory, info.name, options,
+                                  description if description is not None else (doc[0] if doc else ""), default)
+            self.components[kind][name] = component
+            info.components.append(component)
+            added.append(component)
+        return register
+
+    def add_commands(self, cli) -> None:
+        """Let each plugin add click commands to ``cli`` (or to one of its groups); each is listed as the
+        plugin's component."""
+        for impl in self.plugin_manager.hook.register_commands.get_hookimpls():
+            info = self.plugins[self.plugin_manager.get_name(impl.plugin)]
+
+            def register(command, group: str | None = None, _info=info):
+                parent = cli
+                for part in (group or "").split():
+                    parent = parent.commands.get(part)
+                    if parent is None or not hasattr(parent, "add_command"):
+                        raise GanzooError(f"plugin {_info.name!r} adds a command to group {group!r}, which ganzoo "
+                                          "does not have")
+                if command.name in parent.commands:
+                    raise GanzooError(f"plugin {_info.name!r} adds command {command.name!r}, which "
+                                      f"`ganzoo {group or ''}` already has")
+                parent.add_command(command)
+                path = f"{group} {command.name}" if group else command.name
+                _info.components.append(Component(path, "command", command, _info.name))
+
+            impl.function(register=register)
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component of this kind and name, or an error listing close matches and plugins that failed."""
+        found = self.components[kind].get(name)
+        if found is None:
+            raise GanzooError(self.unknown_name_message(kind.replace("_", " "), name, self.components[kind]))
+        return found
+
+    def default(self, kind: str) -> Component:
+        """The component a plugin registered as this kind's default."""
+        for component in self.components[kind].values():
+            if component.default:
+                return component
+        raise GanzooError(f"no installed plugin provides a default {kind.replace('_', ' ')}; name one "
+                          f"(installed: {', '.join(sorted(self.components[kind])) or 'none'})")
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+        """Build a component from its options, checking that the factory kept its promise (the kind's
+        interface); whatever the factory raises is one line naming the plugin."""
+        component = self.get(kind, name)
+        parsed = component.parse_options(options)
+        with blame(component.label, "failed to build"):
+            instance = component.factory(parsed)
+        interface = getattr(interfaces, KINDS[kind].interface)
+        if not isinstance(instance, interface):
+            raise GanzooError(f"{component.label} broke its promise: its factory returned a "
+                              f"{type(instance).__name__}, not {KINDS[kind].article} (ganzoo.{interface.__name__})")
+        return instance
+
+    def default_recipe(self) -> str:
+        """The recipe the installed plugins declare as default: each recipe kind's default, joined with '+'."""
+        parts = [c.name for kind in RECIPE_KINDS for c in self.components[kind].values() if c.default]
+        if not any(self.components[kind].get(name) for kind in ("loss",) for name in parts):
+            raise GanzooError("no installed plugin provides a default loss, so there is no default recipe; name one "
+                              f"(losses: {', '.join(self.names('loss')) or 'none installed'})")
+        return "+".join(parts)
+
+    def recipe(self, text: str | None) -> Recipe:
+        """Resolve a ``+``-joined recipe into one architecture, one loss, an optional latent optimiser and any
+        number of auxiliary objectives and augmentations (None: the default recipe)."""
+        text = text if text is not None else self.default_recipe()
+        by_name = {name: c for kind in RECIPE_KINDS for name, c in self.components[kind].items()}
+        chosen: dict[str, list[Component]] = {kind: [] for kind in RECIPE_KINDS}
+        for part in text.split("+"):
+            part = part.strip()
+            if part not in by_name:
+                raise GanzooError(self.unknown_name_message(f"component in recipe {text!r}:", part, by_name))
+            if by_name[part] in chosen[by_name[part].kind]:
+                raise GanzooError(f"recipe {text!r} names {part!r} twice")
+            chosen[by_name[part].kind].append(by_name[part])
+        for kind in ("architecture", "loss", "latent_optimiser"):
+            if len(chosen[kind]) > 1:
+                names = ", ".join(c.name for c in chosen[kind])
+                raise GanzooError(f"recipe {text!r} names more than one {kind.replace('_', ' ')}: {names}")
+        if not chosen["loss"]:
+            losses = ", ".join(sorted(self.components["loss"])) or "none installed"
+            raise GanzooError(f"recipe {text!r} names no adversarial loss; add one of: {losses}")
+        architecture = chosen["architecture"][0] if chosen["architecture"] else self.default("architecture")
+        return Recipe(text=text, architecture=architecture, loss=chosen["loss"][0],
+                      latent_optimiser=(chosen["latent_optimiser"] or [None])[0],
+                      auxiliaries=chosen["auxiliary"], augmentations=chosen["augmentation"])
+
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.plugins.values() if info.error]
+
+    def unknown_name_message(self, what: str, name: str, known) -> str:
+        message = unknown_name_message(what, name, known)
+        failed = "; ".join(f"plugin {info.name!r} failed to load: {info.error}" for info in self.failures())
+        return f"{message}; {failed}" if failed else message
+
+
+def unknown_name_message(what: str, name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listing = ", ".join(sorted(known)) or "none installed"
+    return f"unknown {what} {name!r}{hint} (known: {listing}; see `ganzoo plugins`)"
+
+
+@contextmanager
+def blame(label: str, doing: str):
+    """Within it, whatever a plugin's code raises (but a GanzooError, already one line) becomes one line naming
+    the component: ``loss 'x' (plugin 'y') failed to build: KeyError: 'z'``."""
+    try:
+        yield
+    except GanzooError:
+        raise
+    except Exception as error:
+        raise GanzooError(f"{label} {doing}: {type(error).__name__}: {first_line(error)}") from None
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+

@@ -1,0 +1,219 @@
+"""The cover studio: its HTTP API on 127.0.0.1, and the page end to end in headless Chromium."""
+
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+from werkzeug.serving import make_server
+
+from conftest import REPO, interruptible, run_ganzoo, tiny_config
+from ganzoo.engine.sampling import load_sampler
+from ganzoo.registry.loading import get_registry
+from ganzoo.apps.studio import Studio, create_app
+from ganzoo.apps.tracks import read_tracks
+from ganzoo.engine.training import run_training
+
+TRACK = "4uLU6hMCjMI75M1A2tKUQC"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studio")
+    conditional = tiny_config(recipe="acgan+wgan", options={"wgan": {"n_critic": 1},
+                                       "audio-features": {"features": ["valence", "energy", "tempo"]}}, model={"conditions": ["audio-features"]}, schedule={"steps": 2})
+    run_training(conditional, root / "conditional", progress=False)
+    run_training(tiny_config(schedule={"steps": 1}), root / "unconditional", progress=False)
+    tracks = root / "tracks.csv"
+    tracks.write_text(f"track_uri,track_name,valence,energy,tempo\nspotify:track:{TRACK},Song,0.9,0.2,96.5\n")
+    return root, tracks
+
+
+def serve(checkpoint, tracks=None):
+    app = create_app(Studio(load_sampler(checkpoint, "cpu"), read_tracks(tracks, get_registry())))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def studio(checkpoints):
+    root, tracks = checkpoints
+    server, url = serve(root / "conditional" / "checkpoint.pt", tracks)
+    yield url
+    server.shutdown()
+
+
+def get(url, data=None):
+    """(status, headers, body) of a GET, or of a JSON POST when ``data`` is given."""
+    request = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def covers(url, **args):
+    status, _, body = get(f"{url}/api/covers?" + "&".join(f"{k}={v}" for k, v in args.items()))
+    assert status == 200, body
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))))
+            for u in json.loads(body)["covers"]]
+
+
+def test_info_lists_one_control_per_feature_with_units(studio):
+    status, _, body = get(f"{studio}/api/info")
+    info = json.loads(body)
+    assert status == 200 and info["conditional"] and info["image_size"] == 32
+    controls = {c["name"]: c for c in info["controls"]}
+    assert set(controls) == {"valence", "energy", "tempo"}
+    assert controls["tempo"]["unit"] == "BPM" and controls["valence"]["unit"] == ""
+    for control in controls.values():
+        assert control["min"] < control["value"] < control["max"]
+
+
+def test_covers_follow_fixed_noise_and_the_sliders(studio):
+    first = covers(studio, seed=3, valence=0.2, energy=0.5, tempo=120)
+    again = covers(studio, seed=3, valence=0.2, energy=0.5, tempo=120)
+    moved = covers(studio, seed=3, valence=0.9, energy=0.5, tempo=120)
+    other_seed = covers(studio, seed=4, valence=0.2, energy=0.5, tempo=120)
+    assert len(first) == 9 and first[0].shape == (32, 32, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], moved[0]) and not np.array_equal(first[0], other_seed[0])
+
+
+def test_download_is_the_grid_cover_upscaled_with_the_named_filter(studio):
+    grid = covers(studio, seed=5, n=4, valence=0.7)
+    status, headers, body = get(f"{studio}/api/cover.png?seed=5&n=4&valence=0.7&index=2&scale=8&filter=lanczos")
+    assert status == 200 and "attachment" in headers["Content-Disposition"] and "lanczos" in headers[
+        "Content-Disposition"]
+    expected = Image.fromarray(grid[2]).resize((256, 256), Image.Resampling.LANCZOS)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), np.asarray(expected))
+
+
+@pytest.mark.parametrize("query, message", [
+    ("valence=7", "valence must be a number from 0 to 1"),
+    ("danceability=0.5", "unknown feature 'danceability'"),
+    ("n=1000", "n must be from 1 to 16"),
+    ("seed=-1", "seed must be from 0"),
+    ("seed=abc", "seed must be a whole number"),
+])
+def test_bad_requests_get_a_400_with_a_message(studio, query, message):
+    status, _, body = get(f"{studio}/api/covers?{query}")
+    assert status == 400 and message in json.loads(body)["error"]
+
+
+def test_bad_downloads_and_paths_are_refused_and_the_server_lives(studio):
+    for query, message in (("scale=100", "scale must be from 1 to 16"), ("filter=box", "filter must be one of"),
+                           ("n=4&index=7", "outside the grid of 4")):
+        status, _, body = get(f"{studio}/api/cover.png?{query}")
+        assert status == 400 and message in json.loads(body)["error"]
+    status, _, body = get(f"{studio}/no/such/page")
+    assert status == 404 and "error" in json.loads(body)
+    assert get(f"{studio}/api/info")[0] == 200
+
+
+def test_tracks_by_id_and_by_pasted_row(studio):
+    status, _, body = get(f"{studio}/api/track", {"text": f"spotify:track:{TRACK}"})
+    assert status == 200 and json.loads(body)["features"] == {"valence": 0.9, "energy": 0.2, "tempo": 96.5}
+    status, _, body = get(f"{studio}/api/track", {"text": f"https://open.spotify.com/track/{TRACK}?si=x"})
+    assert status == 200 and json.loads(body)["features"]["tempo"] == 96.5
+    row = f"spotify:track:{'y' * 22},Other,0.1,0.8,150"
+    status, _, body = get(f"{studio}/api/track", {"text": row})  # the features file's header applies
+    assert status == 200 and json.loads(body)["features"] == {"valence": 0.1, "energy": 0.8, "tempo": 150.0}
+    status, _, body = get(f"{studio}/api/track", {"text": "valence,tempo\n0.5,400"})
+    assert status == 400 and "tempo must be a number from 0 to 300 BPM" in json.loads(body)["error"]
+    status, _, body = get(f"{studio}/api/track", {"text": "0" * 22})
+    assert status == 400 and "not in the features file" in json.loads(body)["error"]
+    for not_an_object in ([1, 2], "abc", 5, None):
+        status, _, body = get(f"{studio}/api/track", not_an_object if not_an_object is not None else {})
+        assert status == 400 and "error" in json.loads(body)
+    for raw in (b"[1,2]", b'"abc"', b"5", b"{broken"):
+        request = urllib.request.Request(f"{studio}/api/track", data=raw, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400 and "JSON object" in json.loads(refused.value.read())["error"]
+
+
+def test_unconditional_checkpoint_has_no_controls(checkpoints):
+    root, _ = checkpoints
+    server, url = serve(root / "unconditional" / "checkpoint.pt")
+    try:
+        info = json.loads(get(f"{url}/api/info")[2])
+        assert info["conditional"] is False and info["controls"] == []
+        assert len(covers(url, seed=1)) == 9
+        status, _, body = get(f"{url}/api/covers?valence=0.5")
+        assert status == 400 and "unconditional" in json.loads(body)["error"]
+    finally:
+        server.shutdown()
+
+
+def test_page_in_headless_chromium_moves_a_slider_and_downloads(studio, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,760"):
+        options.add_argument(argument)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(studio)
+        wait = WebDriverWait(driver, 60)
+        generation = lambda: int(driver.find_element(By.ID, "grid").get_attribute("data-generation") or 0)
+        wait.until(lambda d: generation() >= 1)
+        before = [image.get_attribute("src") for image in driver.find_elements(By.CSS_SELECTOR, "img.cover")]
+        assert len(before) == 9
+        driver.find_element(By.ID, "control-valence").send_keys(Keys.END)  # the slider to its maximum
+        wait.until(lambda d: generation() >= 2)
+        after = [image.get_attribute("src") for image in driver.find_elements(By.CSS_SELECTOR, "img.cover")]
+        assert after != before
+        artifacts = REPO / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        driver.save_screenshot(str(artifacts / "studio.png"))
+        driver.find_elements(By.CSS_SELECTOR, "a.download")[0].click()
+        deadline = time.monotonic() + 30
+        while not [p for p in downloads.glob("*.png")] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        saved = list(downloads.glob("*.png"))
+        assert saved and Image.open(saved[0]).size == (256, 256)
+        assert "lanczos" in saved[0].name
+    finally:
+        driver.quit()
+
+
+def test_cli_serves_on_loopback_and_refuses_a_busy_port(checkpoints):
+    root, _ = checkpoints
+    checkpoint = root / "unconditional"  # a run folder, as generate and bench take
+    process = subprocess.Popen([sys.executable, "-m", "ganzoo", "studio", str(checkpoint), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("ganzoo studio: http://127.0.0.1:"), line + process.stderr.read()
+        port = int(line.split(":")[3].split("/")[0])
+        assert json.loads(get(f"http://127.0.0.1:{port}/api/info")[2])["conditional"] is False
+        busy = run_ganzoo("studio", checkpoint, "--port", port)
+        assert busy.returncode == 2 and "choose another --port" in busy.stderr and "Traceback" not in busy.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
