@@ -21,7 +21,7 @@ _PUBLIC = {
     "adam": "ganzoo.runtime.optim",
     **{name: "ganzoo.api.interfaces" for name in (
         "AdversarialLoss", "Architecture", "ArchitectureSpec", "Augmentation", "Auxiliary", "Batch", "Condition",
-        "Critic", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",
+        "Critic", "CriticArchitecture", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",
         "Metadata", "Metric", "MetricInputs", "Stateful", "Terms", "TrackIds")},
 }
 

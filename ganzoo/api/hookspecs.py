@@ -44,30 +44,31 @@ hookimpl = pluggy.HookimplMarker("ganzoo")
 @dataclass(frozen=True)
 class Kind:
     """A kind of component: its ``name``, the hook that registers it, the name of its interface in
-    ``ganzoo.api.interfaces``, how a sentence names one (``an architecture``), and whether it is part of a
-    recipe (joined with '+' in ``ganzoo train RECIPE``)."""
+    ``ganzoo.api.interfaces``, how a sentence names one (``an architecture``), whether it is part of a recipe
+    (joined with '+' in ``ganzoo train RECIPE``) and, if so, whether a recipe holds at most one (``single``)."""
 
     name: str
     hook: str
     interface: str
     article: str
     recipe: bool = False
+    single: bool = False
 
 
 KINDS: dict[str, Kind] = {}
 """Every kind, by name, in the order of the specs below."""
 
 
-def kind(name: str, interface: str, article: str, recipe: bool = False):
+def kind(name: str, interface: str, article: str, recipe: bool = False, single: bool = False):
     """Mark a hook spec as registering components of a kind."""
     def mark(spec):
-        KINDS[name] = Kind(name, spec.__name__, interface, article, recipe)
+        KINDS[name] = Kind(name, spec.__name__, interface, article, recipe, single)
         return spec
     return mark
 
 
 @hookspec
-@kind("architecture", "Architecture", "an architecture", recipe=True)
+@kind("architecture", "Architecture", "an architecture", recipe=True, single=True)
 def register_architectures(register):
     """Register generator/critic architectures.
 
@@ -79,7 +80,20 @@ def register_architectures(register):
 
 
 @hookspec
-@kind("loss", "AdversarialLoss", "a loss", recipe=True)
+@kind("critic", "CriticArchitecture", "a critic", recipe=True, single=True)
+def register_critics(register):
+    """Register critics chosen apart from the generator: a recipe that names one trains its architecture's
+    generator against it (``fastgan+projected+hinge``).
+
+    ``factory(options)`` returns a :class:`CriticArchitecture`, which says which image sizes it supports and
+    builds the critic with ``build(spec)``::
+
+        register("projected", Projected, options=ProjectedOptions)
+    """
+
+
+@hookspec
+@kind("loss", "AdversarialLoss", "a loss", recipe=True, single=True)
 def register_losses(register):
     """Register adversarial losses.
 
@@ -92,7 +106,7 @@ def register_losses(register):
 
 
 @hookspec
-@kind("latent_optimiser", "LatentOptimiser", "a latent optimiser", recipe=True)
+@kind("latent_optimiser", "LatentOptimiser", "a latent optimiser", recipe=True, single=True)
 def register_latent_optimisers(register):
     """Register latent optimisers (LOGAN).
 

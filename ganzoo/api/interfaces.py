@@ -85,14 +85,23 @@ class Generator(nn.Module):
 
 @dataclass
 class CriticOutput:
-    """The critic's verdict: ``score`` (B,) for the adversarial loss, ``aux`` the named extra outputs (B, width).
-    The engine hands losses and auxiliaries these in float32, whatever precision the forward pass ran in."""
+    """The critic's verdict: ``score`` (B,) for the adversarial loss, ``aux`` the named extra outputs (B, width),
+    and, for a critic that judges patches or scales apart (PatchGAN, Projected GAN), ``patches`` (B, K): one
+    score per patch, whose mean is ``score``; losses that average their terms over patches read them through
+    ``patch_scores``. The engine hands losses and auxiliaries these in float32, whatever precision the forward
+    pass ran in."""
 
     score: torch.Tensor
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    patches: torch.Tensor | None = None
 
     def float(self) -> CriticOutput:
-        return CriticOutput(self.score.float(), {name: value.float() for name, value in self.aux.items()})
+        return CriticOutput(self.score.float(), {name: value.float() for name, value in self.aux.items()},
+                            self.patches.float() if self.patches is not None else None)
+
+    def patch_scores(self) -> torch.Tensor:
+        """(B, K) scores: the patches when the critic gives them, else the score as one patch (B, 1)."""
+        return self.patches if self.patches is not None else self.score[:, None]
 
 
 class Critic(nn.Module):
@@ -122,6 +131,24 @@ class Architecture(ABC):
     def critic_blocks(self, critic: Critic) -> list[nn.Module]:
         """The critic's blocks from input to output, for freezing the first k when fine-tuning (FreezeD);
         the default has none, so freezing is refused."""
+        return []
+
+
+class CriticArchitecture(ABC):
+    """A critic chosen apart from the generator (a recipe's ``critic`` kind): it replaces the critic of the
+    recipe's architecture, whose generator it trains. ``image_sizes``, ``conditional`` and ``extra_outputs`` are
+    checked as an architecture's are."""
+
+    image_sizes: Collection[int] = (32, 64, 128)
+    conditional: bool = True
+    extra_outputs: bool = True
+
+    @abstractmethod
+    def build(self, spec: ArchitectureSpec) -> Critic:
+        """A freshly initialised critic for ``spec``."""
+
+    def critic_blocks(self, critic: Critic) -> list[nn.Module]:
+        """The critic's trainable blocks from input to output, for freezing when fine-tuning (none by default)."""
         return []
 
 

@@ -127,9 +127,11 @@ class Bookkeeping:
         self.interval_start, self.interval_steps = time.perf_counter(), 0
 
     def write_samples(self) -> None:
+        """The fixed-noise grid of the generator's average; its own random numbers (a generator that draws noise
+        in its forward pass, as FastGAN's does) never change training's."""
         ema = self.model.ema.module
         ema.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng():
             images = ema(self.fixed_latent, self.fixed_condition).float().cpu()
         png = io.BytesIO()
         save_image(images, png, format="png", nrow=int(math.sqrt(len(images))), normalize=True, value_range=(-1, 1))

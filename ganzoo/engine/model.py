@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from ganzoo.api.errors import GanzooError, warn
-from ganzoo.api.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Condition, Critic, CriticOutput,
-                                   Generator, ImageData, Terms)
+from ganzoo.api.interfaces import (AdversarialLoss, ArchitectureSpec, Condition, Critic, CriticOutput, Generator,
+                                   ImageData)
 from ganzoo.engine.conditioning import encode, fit_conditions, restore_conditions
-from ganzoo.engine.plan import RunPlan
+from ganzoo.engine.plan import NetworkPlan, RunPlan
 from ganzoo.registry.components import blame
 from ganzoo.runtime.checkpoint import checkpoint_config, field as checkpoint_field, load_weights
 from ganzoo.runtime.context import RunContext
@@ -79,8 +79,8 @@ def build_model(plan: RunPlan, data: ImageData, context: RunContext, condition_s
                             width=config.model.width, condition_dim=sum(c.dim for c in conditions.values()),
                             aux_outputs=aux_outputs, critic_batchnorm=plan.loss.allows_critic_batchnorm)
     check_training_fits(plan, spec, context.device)
-    generator, critic = build_networks(plan.architecture, spec, plan.networks.architecture_label)
-    check_networks(generator, critic, spec, plan.networks.architecture_label, asked_by)
+    generator, critic = plan.networks.build(spec)
+    check_networks(generator, critic, spec, plan.networks, asked_by)
     memory_format = torch.channels_last if config.system.channels_last else torch.contiguous_format
     compiled_on_cuda = config.system.compile and context.device.type == "cuda"
     generator = generator.to(context.device, memory_format=torch.contiguous_format if compiled_on_cuda
@@ -97,9 +97,9 @@ def freeze_critic_blocks(plan: RunPlan, critic: Critic, count: int) -> None:
     """Freeze the critic's first ``count`` blocks, as the architecture lists them (FreezeD, Mo et al. 2020)."""
     if not count:
         return
-    blocks = plan.architecture.critic_blocks(critic)
+    blocks = plan.networks.critic_blocks(critic)
     if len(blocks) < count:
-        raise GanzooError(f"model.freeze_critic_blocks={count}, but {plan.networks.architecture_label} lists "
+        raise GanzooError(f"model.freeze_critic_blocks={count}, but {plan.networks.critic_label} lists "
                           f"{len(blocks)} critic blocks" + ("" if blocks else " (it does not name them, so none "
                                                                               "can be frozen)"))
     for block in blocks[:count]:
@@ -116,6 +116,7 @@ def check_init_source(plan: RunPlan, source: dict, path: str) -> None:
     architecture = plan.recipe.architecture.name
     differences = [
         ("architecture", architecture, plan.registry.recipe(theirs.recipe).architecture.name),
+        ("critic", plan.networks.critic_name, getattr(plan.registry.recipe(theirs.recipe).one("critic"), "name", None)),
         ("data.image_size", ours.data.image_size, spec.get("image_size")),
         ("model.width", ours.model.width, spec.get("width")),
         ("model.latent_dim", ours.model.latent_dim, spec.get("latent_dim")),
@@ -154,44 +155,45 @@ def initialise_from(model: Model, source: dict, path: str) -> None:
     load_weights(model.ema, checkpoint_field(source, "ema", dict, path), "EMA generator")
 
 
-def build_networks(architecture: Architecture, spec: ArchitectureSpec, label: str) -> tuple[Generator, Critic]:
-    """``architecture.build(spec)``, checked to return a (Generator, Critic) pair."""
-    with blame(label, "failed to build its networks"):
-        networks = architecture.build(spec)
-    if not (isinstance(networks, tuple) and len(networks) == 2 and isinstance(networks[0], Generator)
-            and isinstance(networks[1], Critic)):
-        raise GanzooError(f"{label} broke its promise: build must return (Generator, Critic)")
-    return networks
-
-
-def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec, label: str,
+def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec, networks: NetworkPlan,
                    asked_by: dict[str, str]) -> None:
     """One forward pass of two samples in eval mode, without gradients and with its own random numbers (so
-    training is unchanged): the generator's images and the critic's score and extra outputs must have the
-    shapes the spec asked for. A broken promise names the plugin (``asked_by``: who asked for each output). In a
-    conditional run, a generator or critic whose outputs do not change with the conditions is warned about."""
+    training is unchanged): the generator's images and the critic's score, patches and extra outputs must have
+    the shapes the spec asked for. A broken promise names the plugin that built the network (``asked_by``: who
+    asked for each output). In a conditional run, a generator or critic whose outputs do not change with the
+    conditions is warned about."""
     noise = torch.Generator().manual_seed(0)
     z = torch.randn(2, spec.latent_dim, generator=noise)
     c = torch.randn(2, spec.condition_dim, generator=noise) if spec.condition_dim else None
     modes = generator.training, critic.training
     generator.eval(), critic.eval()
     try:
-        with torch.no_grad(), blame(label, "fails on a batch of 2"):
-            images = generator(z, c)
+        with torch.no_grad():
+            with blame(networks.architecture_label, "fails on a batch of 2"):
+                images = generator(z, c)
             expected = (2, spec.channels, spec.image_size, spec.image_size)
             if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
                 found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-                raise GanzooError(f"{label} broke its promise: its generator made {found} for a batch of 2, not "
-                                  f"{expected}")
-            out = critic(images, c)
+                raise GanzooError(f"{networks.architecture_label} broke its promise: its generator made {found} for "
+                                  f"a batch of 2, not {expected}")
+            with blame(networks.critic_label, "fails on a batch of 2"):
+                out = critic(images, c)
             if c is not None:
-                warn_if_unconditioned(generator, critic, z, c, images, out, label)
+                warn_if_unconditioned(generator, critic, z, c, images, out, networks)
     finally:
         generator.train(modes[0]), critic.train(modes[1])
+    check_critic_output(out, spec, networks.critic_label, asked_by)
+
+
+def check_critic_output(out, spec: ArchitectureSpec, label: str, asked_by: dict[str, str]) -> None:
+    """The critic's output for a batch of 2: a score (2,), patches (2, K) if any, every extra output asked for."""
     if not isinstance(out, CriticOutput) or tuple(out.score.shape) != (2,):
         found = tuple(out.score.shape) if isinstance(out, CriticOutput) else type(out).__name__
         raise GanzooError(f"{label} broke its promise: its critic must return a CriticOutput with a score of shape "
                           f"(2,) for a batch of 2, got {found}")
+    if out.patches is not None and (out.patches.ndim != 2 or out.patches.shape[0] != 2):
+        raise GanzooError(f"{label} broke its promise: its critic's patch scores must be (2, K) for a batch of 2, "
+                          f"got {tuple(out.patches.shape)}")
     for name, width in spec.aux_outputs.items():
         value = out.aux.get(name)
         if value is None or tuple(value.shape) != (2, width):
@@ -201,20 +203,20 @@ def check_networks(generator: Generator, critic: Critic, spec: ArchitectureSpec,
 
 
 def warn_if_unconditioned(generator: Generator, critic: Critic, z: torch.Tensor, c: torch.Tensor,
-                          images: torch.Tensor, out: CriticOutput, label: str) -> None:
+                          images: torch.Tensor, out: CriticOutput, networks: NetworkPlan) -> None:
     """Warn when the generator's images or the critic's scores are the same for other conditions: such a network
     trains without ever seeing them."""
     other = c.flip(0) + 1.0
     if torch.equal(generator(z, other), images):
-        warn(f"{label}'s generator ignores the conditions of this conditional run")
+        warn(f"{networks.architecture_label}'s generator ignores the conditions of this conditional run")
     if isinstance(out, CriticOutput) and torch.equal(critic(images, other).score, out.score):
-        warn(f"{label}'s critic ignores the conditions of this conditional run")
+        warn(f"{networks.critic_label}'s critic ignores the conditions of this conditional run")
 
 
 def check_training_fits(plan: RunPlan, spec: ArchitectureSpec, device: torch.device) -> None:
     """Refuse, in one line, a run whose networks and batch cannot fit in ``device``'s free memory."""
     config = plan.config
-    footprint = network_footprint(lambda: plan.architecture.build(spec), config.schedule.batch_size, spec.latent_dim,
+    footprint = network_footprint(lambda: plan.networks.build(spec), config.schedule.batch_size, spec.latent_dim,
                                   spec.condition_dim, spec.image_size, spec.channels)
     if footprint is None:
         return

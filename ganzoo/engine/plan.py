@@ -11,27 +11,61 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ganzoo.api.errors import GanzooError
-from ganzoo.api.interfaces import (AdversarialLoss, Architecture, Augmentation, Auxiliary, Condition,
-                                   LatentOptimiser)
+from ganzoo.api.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Augmentation, Auxiliary, Condition,
+                                   Critic, CriticArchitecture, Generator, LatentOptimiser)
 from ganzoo.data.sources import DataSource, describe_sizes, resolve_source
 from ganzoo.evaluation.scoring import ScoringPlan, plan_scoring
-from ganzoo.registry.components import Recipe, Registry
+from ganzoo.registry.components import Recipe, Registry, blame
 from ganzoo.runtime.config import TrainConfig
 
 
 @dataclass
 class NetworkPlan:
-    """What building a run's networks takes: its architecture and its conditions (built, not fitted), with the
-    labels errors name them by."""
+    """What building a run's networks takes: its architecture, the critic chosen apart from it if the recipe
+    names one, and its conditions (built, not fitted), with the labels errors name them by."""
 
     architecture: Architecture
     conditions: dict[str, Condition]
     labels: dict[str, str]
     architecture_name: str
+    critic: CriticArchitecture | None = None
+    critic_name: str | None = None
 
     @property
     def architecture_label(self) -> str:
         return self.labels[self.architecture_name]
+
+    @property
+    def critic_label(self) -> str:
+        """Who builds the critic: the recipe's critic, or its architecture."""
+        return self.labels[self.critic_name or self.architecture_name]
+
+    def check(self, image_size: int, conditional: bool, asking_for_outputs: list[str], prefix: str = "") -> None:
+        """Refuse what the architecture, or the recipe's critic, said it cannot build."""
+        check_architecture(self.architecture, self.architecture_label, image_size, conditional,
+                           [] if self.critic else asking_for_outputs, prefix)
+        if self.critic is not None:
+            check_architecture(self.critic, self.critic_label, image_size, conditional, asking_for_outputs, prefix)
+
+    def build(self, spec: ArchitectureSpec) -> tuple[Generator, Critic]:
+        """A fresh (generator, critic) for ``spec``: the architecture's generator and critic, or its generator and
+        the recipe's critic; a broken promise names the plugin."""
+        with blame(self.architecture_label, "failed to build its networks"):
+            networks = self.architecture.build(spec)
+        if not (isinstance(networks, tuple) and len(networks) == 2 and isinstance(networks[0], Generator)
+                and isinstance(networks[1], Critic)):
+            raise GanzooError(f"{self.architecture_label} broke its promise: build must return (Generator, Critic)")
+        if self.critic is None:
+            return networks
+        with blame(self.critic_label, "failed to build its critic"):
+            critic = self.critic.build(spec)
+        if not isinstance(critic, Critic):
+            raise GanzooError(f"{self.critic_label} broke its promise: build must return a Critic")
+        return networks[0], critic
+
+    def critic_blocks(self, critic: Critic) -> list:
+        """The critic's blocks from input to output, as whoever built it lists them."""
+        return (self.critic or self.architecture).critic_blocks(critic)
 
 
 @dataclass
@@ -72,12 +106,17 @@ class RunPlan:
 def plan_networks(config: TrainConfig, registry: Registry) -> NetworkPlan:
     """The architecture of ``config``'s recipe and its conditions, built from their options, after checking that
     the architecture builds the image size and takes the conditions."""
-    component = registry.recipe(config.recipe).architecture
+    recipe = registry.recipe(config.recipe)
+    component, critic = recipe.architecture, recipe.one("critic")
     architecture = registry.create("architecture", component.name, config.options.get(component.name))
     conditions = {name: registry.create("condition", name, config.options.get(name)) for name in config.model.conditions}
-    labels = {component.name: component.label} | {name: registry.get("condition", name).label for name in conditions}
-    check_architecture(architecture, component.label, config.data.image_size, bool(conditions), [])
-    return NetworkPlan(architecture, conditions, labels, component.name)
+    labels = ({component.name: component.label} | {name: registry.get("condition", name).label for name in conditions}
+              | ({critic.name: critic.label} if critic else {}))
+    plan = NetworkPlan(architecture, conditions, labels, component.name,
+                       registry.create("critic", critic.name, config.options.get(critic.name)) if critic else None,
+                       critic.name if critic else None)
+    plan.check(config.data.image_size, bool(conditions), [])
+    return plan
 
 
 def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
@@ -106,8 +145,7 @@ def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
                    scoring=scoring,
                    labels={c.name: c.label for c in recipe.components} | networks.labels
                    | (scoring.labels if scoring else {}))
-    check_architecture(plan.architecture, networks.architecture_label, config.data.image_size,
-                       bool(plan.conditions), [plan.label(name) for name in plan.auxiliaries])
+    networks.check(config.data.image_size, bool(plan.conditions), [plan.label(name) for name in plan.auxiliaries])
     return plan
 
 
@@ -123,8 +161,8 @@ def check_unused_options(config: TrainConfig, recipe: Recipe, data: DataSource, 
                           f"(recipe {recipe.text!r}, dataset {data.name!r}, conditions {config.model.conditions})")
 
 
-def check_architecture(architecture: Architecture, label: str, image_size: int, conditional: bool,
-                       asking_for_outputs: list[str], prefix: str = "") -> None:
+def check_architecture(architecture: Architecture | CriticArchitecture, label: str, image_size: int,
+                       conditional: bool, asking_for_outputs: list[str], prefix: str = "") -> None:
     """Refuse an image size, conditions or extra critic outputs (asked for by ``asking_for_outputs``) that the
     architecture said it cannot build; ``prefix`` starts the message (a checkpoint's, say)."""
     if image_size not in architecture.image_sizes:

@@ -14,8 +14,8 @@ import ganzoo
 from ganzoo.api.errors import GanzooError
 from ganzoo.api.interfaces import ArchitectureSpec, Critic, Generator, ImageData
 from ganzoo.data.loader import BatchSampler
-from ganzoo.engine.model import Model, build_networks
-from ganzoo.engine.plan import NetworkPlan, check_architecture
+from ganzoo.engine.model import Model
+from ganzoo.engine.plan import NetworkPlan
 from ganzoo.runtime.checkpoint import checkpoint_config, field, load_optimiser_state, load_weights
 from ganzoo.runtime.config import TrainConfig
 from ganzoo.runtime.memory import check_fits, network_footprint
@@ -102,15 +102,13 @@ def checkpoint_networks(state: dict[str, Any], plan: NetworkPlan, batch_size: in
     spec a checkpoint was trained with. The spec is untrusted: what the architecture cannot build, or what
     cannot fit in memory with a batch of ``batch_size``, is refused before anything is allocated."""
     spec = checkpoint_spec(state, checkpoint_config(state))
-    architecture, label = plan.architecture, plan.architecture_label
-    check_architecture(architecture, label, spec.image_size, spec.condition_dim > 0, list(spec.aux_outputs),
-                       prefix="checkpoint is not usable: ")
-    footprint = network_footprint(lambda: architecture.build(spec), batch_size, spec.latent_dim,
+    plan.check(spec.image_size, spec.condition_dim > 0, list(spec.aux_outputs), prefix="checkpoint is not usable: ")
+    footprint = network_footprint(lambda: plan.build(spec), batch_size, spec.latent_dim,
                                   spec.condition_dim, spec.image_size, spec.channels)
     if footprint is not None:
         check_fits(footprint.sampling(), torch.device("cpu"),
                    f"the checkpoint's networks ({plan.architecture_name} at {spec.image_size} px, model.width "
                    f"{spec.width}, latent size {spec.latent_dim})", "this checkpoint cannot be used on this machine")
-    return build_networks(architecture, spec, label)
+    return plan.build(spec)
 
 

@@ -95,7 +95,7 @@ class Trainer:
         def augmented(images: torch.Tensor, condition: torch.Tensor | None) -> CriticOutput:
             for name, augmentation in self.plan.augmentations.items():
                 images = self.augment(name, augmentation, images)
-            with blame(self.plan.label(self.architecture), "failed in its critic's forward pass"):
+            with blame(self.plan.networks.critic_label, "failed in its critic's forward pass"):
                 return critic(images, condition)
         return augmented
 
@@ -129,7 +129,7 @@ class Trainer:
             except GanzooError:
                 raise
             except Exception as error:
-                raise GanzooError(f"{self.plan.label(self.architecture)}'s critic failed on what "
+                raise GanzooError(f"{self.plan.networks.critic_label}'s critic failed on what "
                                   f"{self.plan.label(owner)} passed it: {type(error).__name__}: "
                                   f"{str(error).splitlines()[0][:200] if str(error) else ''}") from None
         return call

