@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -75,3 +77,21 @@ def set_flags(settings) -> list[str]:
 def settings_flags(settings: str) -> list[str]:
     """``--set`` flags for the comma-separated KEY=VALUE settings after a recipe's ``@`` (values hold no commas)."""
     return set_flags(filter(None, settings.split(",")))
+
+
+def runs_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a script that measures each of several runs: RUNS, --seed, --out and --smoke."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="JSON file for every figure")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run made here: seconds")
+    return parser
+
+
+def report(results: list[dict], out: Path | None, keys: tuple[str, ...] | None = None) -> None:
+    """One JSON line per run on stdout (only ``keys``, when given), and every figure to ``out``."""
+    for result in results:
+        print(json.dumps({k: result[k] for k in keys} if keys else result))
+    if out:
+        out.write_text(json.dumps(results, indent=1))

@@ -105,10 +105,19 @@ class CriticOutput:
 
 
 class Critic(nn.Module):
-    """``D(x, c) -> CriticOutput``: one adversarial score per image plus the extra outputs of its spec."""
+    """``D(x, c) -> CriticOutput``: one adversarial score per image plus the extra outputs of its spec.
+
+    ``perceptual_features`` is optional: a critic built on a frozen pretrained network (the projected critic)
+    returns that network's feature maps of images in [-1, 1], which ``ganzoo project`` compares covers by;
+    a critic whose features were learnt in the game has none worth comparing (None).
+    """
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
         raise NotImplementedError
+
+    def perceptual_features(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        """Frozen feature maps of ``x`` (differentiable with respect to it), or None."""
+        return None
 
 
 class Architecture(ABC):

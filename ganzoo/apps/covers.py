@@ -76,3 +76,16 @@ def write_grid(path: str | Path, covers: np.ndarray, columns: int, scale: int = 
     writer = png.Writer(width, height, greyscale=False, bitdepth=8)
     with atomic_file(path) as f:
         writer.write(f, grid_rows(covers, columns, scale, resampling))
+
+
+def grid_array(covers: np.ndarray, columns: int, scale: int = 1, resampling: str = "lanczos") -> np.ndarray:
+    """A grid of uint8 covers (N, S, S, 3) as one uint8 (H, W, 3) array, in memory (a frame of an animation)."""
+    height, width = grid_shape(len(covers), covers.shape[1], columns, scale)
+    return np.frombuffer(b"".join(grid_rows(covers, columns, scale, resampling)), np.uint8).reshape(height, width, 3)
+
+
+def write_gif(path: str | Path, frames: list[np.ndarray], frame_ms: int) -> None:
+    """Write uint8 (H, W, 3) frames as an animated GIF that loops forever, atomically."""
+    images = [Image.fromarray(frame) for frame in frames]
+    with atomic_file(path) as f:
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)

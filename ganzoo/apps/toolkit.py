@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ganzoo.api.interfaces import Critic, FeatureExtractor, ImageData
+from ganzoo.apps.projection import project
 from ganzoo.apps.source_scoring import run_bench
 from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
 from ganzoo.data.loader import BatchSampler, ResidentBatches, StreamedBatches, read_ahead
@@ -36,9 +37,9 @@ from ganzoo.runtime.pixels import to_float, to_uint8
 __all__ = [
     "BadImage", "BatchSampler", "NearDuplicateIndex", "Reference", "Registry", "ResidentBatches", "Run", "RunContext", "RunPlan",
     "Sampler", "StreamedBatches", "TrainConfig", "Trainer", "batches_of", "build_config", "checkpoint_config",
-    "checkpoint_parameters", "clean_image", "config", "cover_signature", "derived_store", "extract", "extractor",
+    "checkpoint_parameters", "clean_image", "config", "cover_signature", "derived_store", "export_store", "extract", "extractor",
     "features", "get_registry", "list_files", "load_checkpoint", "load_plugins", "load_sampler", "load_store",
-    "open_dataset", "plan_run", "prepare", "read_ahead", "requested_rows", "resolve_device", "run_bench",
+    "open_dataset", "plan_run", "prepare", "project", "read_ahead", "requested_rows", "resolve_device", "run_bench",
     "run_training", "set_up", "store_subset", "studio_app", "to_float", "to_uint8", "trained_critic", "training_data",
     "write_cover_folder", "write_metadata_csv", "write_rows", "write_store",
 ]
@@ -107,9 +108,19 @@ def store_subset(source: str | Path, count: int, seed: int, out: str | Path) -> 
 def write_cover_folder(folder: str | Path, count: int, size: int) -> Path:
     """A folder of ``count`` PNG covers of the default dataset at ``size`` px: input for smoke runs of scripts
     that read a folder of real covers."""
+    data: ImageData = open_dataset(None, size, get_registry(), {}, wanted=count, progress=False)
+    return write_images(data.images[:count], folder)
+
+
+def export_store(store: str | Path, folder: str | Path, suffix: str = ".png") -> Path:
+    """Every image of a prepared store as its own file (``.png``, or ``.jpg`` at quality 95 to travel small),
+    for tools that read folders (a peer's CLI)."""
+    return write_images(load_store(store).images, folder, suffix)
+
+
+def write_images(images: np.ndarray, folder: str | Path, suffix: str = ".png") -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data: ImageData = open_dataset(None, size, get_registry(), {}, wanted=count, progress=False)
-    for index in range(min(count, len(data.images))):
-        Image.fromarray(np.asarray(data.images[index])).save(folder / f"cover{index:05d}.png")
+    for index, image in enumerate(images):
+        Image.fromarray(np.asarray(image)).save(folder / f"cover{index:05d}{suffix}", quality=95)
     return folder

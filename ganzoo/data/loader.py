@@ -41,7 +41,8 @@ class BatchSampler:
     def __init__(self, count: int, batch_size: int, seed: int, context: RunContext | None = None,
                  device: torch.device | None = None):
         if count < batch_size:
-            raise GanzooError(f"dataset has {count} images, fewer than the batch of {batch_size}")
+            raise GanzooError(f"dataset has {count} images, fewer than the batch of {batch_size}; lower "
+                              "schedule.batch_size")
         self.count, self.batch_size, self.seed, self.context, self.device = count, batch_size, seed, context, device
         self.batches_per_epoch = count // batch_size
         self.position = 0
@@ -60,8 +61,24 @@ class BatchSampler:
         return self.context.rank_slice(batch) if self.context else batch
 
 
+def unmirror(indices: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sampler indices into a dataset of ``count`` rows that may be mirrored (indices up to 2 x ``count``:
+    ``count + i`` is row i flipped left to right) as (rows, which to flip; None when nothing is mirrored)."""
+    if not bool((indices >= count).any()):
+        return indices, None
+    return indices % count, indices >= count
+
+
+def flipped(images: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+    """Images (B, C, H, W) with the rows ``flips`` marks flipped left to right."""
+    if flips is None:
+        return images
+    return torch.where(flips.to(images.device)[:, None, None, None], images.flip(-1), images)
+
+
 class ResidentBatches:
-    """The dataset and its condition encodings held on the device; batches gathered there."""
+    """The dataset and its condition encodings held on the device; batches gathered there. A sampler over twice
+    the rows mirrors the dataset (``data.mirror``)."""
 
     def __init__(self, images: np.ndarray, encode_rows: EncodeRows, sampler: BatchSampler, context: RunContext,
                  memory_format):
@@ -75,8 +92,8 @@ class ResidentBatches:
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next real batch (float, [-1, 1]) and its conditions."""
-        indices = self.sampler.next()
-        images = to_float(self.images[indices], self.context.device, self.memory_format)
+        indices, flips = unmirror(self.sampler.next(), self.count)
+        images = flipped(to_float(self.images[indices], self.context.device, self.memory_format), flips)
         return images, self.conditions[indices] if self.conditions is not None else None
 
     def random_conditions(self, count: int) -> torch.Tensor | None:
@@ -115,20 +132,21 @@ class StreamedBatches:
             read_ahead(part)
 
     def _read(self, indices: torch.Tensor):
+        indices, flips = unmirror(indices, self.count)
         rows = indices.numpy()
         images = torch.from_numpy(self.images[rows])
         conditions = self.encode_rows(rows)
         if self.pin:
             images = images.pin_memory()
             conditions = conditions.pin_memory() if conditions is not None else None
-        return images, conditions
+        return images, conditions, flips
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         while len(self.pending) <= self.lookahead:
             self.pending.append(self.pool.submit(self._read, self.sampler.next()))
-        images, conditions = self.pending.popleft().result()
+        images, conditions, flips = self.pending.popleft().result()
         device = self.context.device
-        return (to_float(images, device, self.memory_format),
+        return (flipped(to_float(images, device, self.memory_format), flips),
                 conditions.to(device, non_blocking=True) if conditions is not None else None)
 
     def random_conditions(self, count: int) -> torch.Tensor | None:

@@ -4,16 +4,19 @@ its validated options) and opened later (``open_source``), when the run is ready
 
 from __future__ import annotations
 
+import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from PIL import Image
 
 from ganzoo.api.errors import GanzooError
 from ganzoo.api.interfaces import Dataset, ImageData
-from ganzoo.data.prepare import prepare
-from ganzoo.data.store import is_store, load_store
+from ganzoo.data.prepare import list_files, prepare
+from ganzoo.data.store import is_store, load_store, read_manifest
 from ganzoo.registry.components import Registry, blame
 from ganzoo.runtime.context import Ranks
 from ganzoo.runtime.memory import check_fits
@@ -44,6 +47,45 @@ def resolve_source(name: str | None, registry: Registry, options: Mapping[str, A
         raise GanzooError(registry.unknown_name_message("dataset", name, registry.components["dataset"])
                           .replace("(known:", "(not a folder either; known:"))
     return DataSource(name)
+
+
+SURVEYED_FILES = 256
+"""How many of a folder's files ``survey`` opens (evenly spread over the sorted listing) to tell its image size."""
+
+
+@dataclass
+class Survey:
+    """What can be told about a source without loading it: the side of its images (None: a dataset plugin that
+    makes any size), the sizes it can give (None: any) and how many images it holds (None: unknown; for a folder,
+    the number of files, an upper bound)."""
+
+    image_size: int | None
+    sizes: Any = None
+    count: int | None = None
+
+
+def survey(source: DataSource) -> Survey:
+    """Look at a source cheaply: a store's manifest, the headers of some of a folder's files (the median of
+    their shorter sides), or a dataset plugin's declared sizes."""
+    if source.is_plugin:
+        return Survey(None, source.dataset.image_sizes)
+    path = Path(source.name)
+    if is_store(path):
+        manifest = read_manifest(path)
+        return Survey(manifest["image_size"], (manifest["image_size"],), manifest["count"])
+    files, _ = list_files(path)
+    stride = max(1, len(files) // SURVEYED_FILES)
+    sides = []
+    for file in files[::stride][:SURVEYED_FILES]:
+        try:
+            with warnings.catch_warnings(), Image.open(file) as image:
+                warnings.simplefilter("ignore")
+                sides.append(min(image.size))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # not an image: preparing the folder counts and skips it
+    if not sides:
+        raise GanzooError(f"{path} holds no image ganzoo can read ({len(files)} files looked at)")
+    return Survey(int(statistics.median(sides)), None, len(files))
 
 
 def open_source(source: DataSource, image_size: int, wanted: int | None = None, ranks: Ranks = Ranks(),

@@ -20,15 +20,17 @@ from ganzoo.engine.conditioning import condition_record
 from ganzoo.engine.model import Model
 from ganzoo.engine.plan import RunPlan
 from ganzoo.data.sources import open_source
-from ganzoo.engine.run_state import Progress, checkpoint_state
+from ganzoo.engine.run_state import Progress, checkpoint_state, snapshot_state
 from ganzoo.engine.sampling import Sampler
+from ganzoo.evaluation.runs import score_key
 from ganzoo.evaluation.scoring import TrainingEvaluator
-from ganzoo.runtime.checkpoint import save_checkpoint
+from ganzoo.runtime.checkpoint import (BEST, SNAPSHOTS, load_checkpoint, save_checkpoint, snapshot_name,
+                                       snapshot_steps)
 from ganzoo.runtime.context import RunContext
 from ganzoo.runtime.files import make_subfolder, open_regular, write_atomically
 
-RUN_FILES = ("checkpoint.pt", "config.json", "metrics.jsonl", "samples.png", "eval_protocol.json")
-RUN_FOLDERS = ("samples", "tensorboard")
+RUN_FILES = ("checkpoint.pt", BEST, "config.json", "metrics.jsonl", "samples.png", "eval_protocol.json")
+RUN_FOLDERS = ("samples", SNAPSHOTS, "tensorboard")
 """What a training process writes in its run folder (besides the lock): none of it may be a symbolic link."""
 
 
@@ -66,19 +68,21 @@ class Bookkeeping:
     grids, evaluations and checkpoints at theirs, and all of it once more at the end."""
 
     def __init__(self, plan: RunPlan, model: Model, data: ImageData, run_dir: Path, progress_state: Progress,
-                 fixed_latent, fixed_condition, batches, context: RunContext, progress: bool):
+                 fixed_latent, fixed_condition, batches, context: RunContext, progress: bool, budget=None):
         self.config = config = plan.config
         self.plan, self.model, self.data, self.run_dir = plan, model, data, run_dir
         self.state, self.fixed_latent, self.fixed_condition, self.batches = (progress_state, fixed_latent,
                                                                              fixed_condition, batches)
-        self.context = context
+        self.context, self.budget = context, budget
         write_atomically(run_dir / "config.json", config.model_dump_json(indent=1))
         keep_metrics_until(run_dir / "metrics.jsonl", progress_state.step)
         self.log = RunLog(run_dir)
         self.evaluate = self.evaluator(progress) if plan.scoring else None
+        self.best_key, self.lower_is_better, self.best = best_so_far(plan, run_dir)
         self.condition_state = (condition_record(model.conditions, data.fit_metadata, config.system.seed)
                                 if model.conditions else None)
         self.started = time.perf_counter() - progress_state.elapsed_s
+        self.cpu_started = time.process_time() - progress_state.cpu_s
         self.interval_start, self.interval_steps = time.perf_counter(), 0
         self.bar = tqdm(total=config.schedule.steps, initial=progress_state.step, desc=config.recipe, unit="step",
                         disable=not progress, dynamic_ncols=True)
@@ -91,13 +95,38 @@ class Bookkeeping:
             self.log_metrics(critic_terms, generator_terms)
         if step % config.schedule.sample_every == 0:
             self.write_samples()
-        if self.evaluate and step % config.evaluation.every == 0:
-            sampler = Sampler(self.model.ema.module.eval(), config, self.model.conditions, self.data.fit_metadata,
-                              self.context.device, step)
-            with torch.random.fork_rng():
-                self.log.scalars(step, self.evaluate(sampler))
-        if step % config.schedule.checkpoint_every == 0:
-            self.save()
+        snapshot = bool(config.schedule.snapshot_every) and step % config.schedule.snapshot_every == 0
+        scores = None
+        if self.evaluate and (step % config.evaluation.every == 0 or snapshot):
+            scores = self.evaluate_now()
+        if step % config.schedule.checkpoint_every == 0 or snapshot:
+            state = self.save()
+            if snapshot:
+                self.keep_snapshot(state, scores)
+
+    def evaluate_now(self) -> dict[str, float]:
+        """The evaluation of the generator's average now, logged as ``eval/*`` and returned."""
+        sampler = Sampler(self.model.ema.module.eval(), self.config, self.model.conditions, self.data.fit_metadata,
+                          self.context.device, self.state.step)
+        with torch.random.fork_rng():
+            scores = self.evaluate(sampler)
+        self.log.scalars(self.state.step, scores)
+        return scores
+
+    def keep_snapshot(self, state: dict, scores: dict[str, float] | None) -> None:
+        """``snapshots/step_N.pt`` (weights only) beside the checkpoint, the oldest beyond ``keep_snapshots``
+        removed; a copy as ``best.pt`` when its score is the best so far."""
+        folder = make_subfolder(self.run_dir / SNAPSHOTS)
+        path = folder / snapshot_name(self.state.step)
+        save_checkpoint(snapshot_state(state, scores), path)
+        for step in snapshot_steps(self.run_dir)[:-self.config.schedule.keep_snapshots]:
+            (folder / snapshot_name(step)).unlink(missing_ok=True)
+        if scores is None or self.best_key not in scores:
+            return
+        score = scores[self.best_key]
+        if self.best is None or (score < self.best if self.lower_is_better else score > self.best):
+            write_atomically(self.run_dir / BEST, path.read_bytes())
+            self.best = score
 
     def evaluator(self, progress: bool) -> TrainingEvaluator:
         """The evaluation every ``evaluation.every`` steps, against the training data or ``evaluation.reference``
@@ -121,9 +150,10 @@ class Bookkeeping:
                                          * self.context.ranks.world_size / elapsed)
         values["elapsed_s"] = time.perf_counter() - self.started
         self.log.scalars(self.state.step, values)
+        time_left = {name: tqdm.format_interval(seconds) for name, seconds in self.budget.left().items()} if self.budget else {}
         self.bar.set_postfix(D=f"{sum(v for k, v in values.items() if k.startswith('critic/')):.3f}",
                              G=f"{sum(v for k, v in values.items() if k.startswith('generator/')):.3f}",
-                             img_s=f"{values['critic_images_per_s']:.0f}")
+                             img_s=f"{values['critic_images_per_s']:.0f}", **time_left)
         self.interval_start, self.interval_steps = time.perf_counter(), 0
 
     def write_samples(self) -> None:
@@ -140,22 +170,39 @@ class Bookkeeping:
         write_atomically(self.run_dir / "samples.png", png.getvalue())
         self.log.image(self.state.step, (images[:16] + 1) / 2)
 
-    def save(self) -> None:
-        """A checkpoint of everything resume needs; never one of weights that diverged."""
+    def save(self) -> dict:
+        """A checkpoint of everything resume needs (returned); never one of weights that diverged."""
         model = self.model
         if not all(bool(torch.isfinite(p).all()) for p in model.generator.parameters()):
             raise GanzooError(f"training diverged at step {self.state.step}: the generator's weights hold NaN or "
                               f"infinity. {self.run_dir / 'checkpoint.pt'} keeps the last finite state; lower the "
                               "learning rates")
         self.state.elapsed_s = time.perf_counter() - self.started
-        save_checkpoint(checkpoint_state(self.config, model, self.state, self.batches.position, self.data,
-                                         self.condition_state), self.run_dir / "checkpoint.pt")
+        self.state.cpu_s = time.process_time() - self.cpu_started
+        state = checkpoint_state(self.config, model, self.state, self.batches.position, self.data,
+                                 self.condition_state)
+        save_checkpoint(state, self.run_dir / "checkpoint.pt")
+        return state
 
     def close(self) -> None:
         self.bar.close()
         self.write_samples()
         self.save()
         self.log.close()
+
+
+def best_so_far(plan: RunPlan, run_dir: Path) -> tuple[str | None, bool, float | None]:
+    """The score ``best.pt`` follows (the first evaluation metric's primary score, ``eval/fid``), whether lower is
+    better, and the score of the run's ``best.pt`` so far (None before there is one)."""
+    if plan.scoring is None:
+        return None, True, None
+    name, metric = next(iter(plan.scoring.metrics.items()))
+    key = score_key(name, metric)
+    if not (run_dir / BEST).exists():
+        return key, metric.lower_is_better, None
+    scores = load_checkpoint(run_dir / BEST).get("scores")
+    score = scores.get(key) if isinstance(scores, dict) else None
+    return key, metric.lower_is_better, float(score) if isinstance(score, (int, float)) else None
 
 
 def keep_metrics_until(path: Path, step: int) -> None:

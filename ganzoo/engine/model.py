@@ -5,7 +5,7 @@ weights (``check_init_source``, ``initialise_from``)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ from torch import nn
 from ganzoo.api.errors import GanzooError, warn
 from ganzoo.api.interfaces import (AdversarialLoss, ArchitectureSpec, Condition, Critic, CriticOutput, Generator,
                                    ImageData)
-from ganzoo.engine.conditioning import encode, fit_conditions, restore_conditions
+from ganzoo.engine.conditioning import fit_conditions, restore_conditions
 from ganzoo.engine.plan import NetworkPlan, RunPlan
 from ganzoo.registry.components import blame
 from ganzoo.runtime.checkpoint import checkpoint_config, field as checkpoint_field, load_weights
@@ -114,9 +114,10 @@ def check_init_source(plan: RunPlan, source: dict, path: str) -> None:
     ours = plan.config
     spec = checkpoint_field(source, "spec", dict, path)
     architecture = plan.recipe.architecture.name
+    their_recipe = plan.registry.recipe(theirs.recipe, theirs.data.image_size)
     differences = [
-        ("architecture", architecture, plan.registry.recipe(theirs.recipe).architecture.name),
-        ("critic", plan.networks.critic_name, getattr(plan.registry.recipe(theirs.recipe).one("critic"), "name", None)),
+        ("architecture", architecture, their_recipe.architecture.name),
+        ("critic", plan.networks.critic_name, getattr(their_recipe.one("critic"), "name", None)),
         ("data.image_size", ours.data.image_size, spec.get("image_size")),
         ("model.width", ours.model.width, spec.get("width")),
         ("model.latent_dim", ours.model.latent_dim, spec.get("latent_dim")),
@@ -129,7 +130,7 @@ def check_init_source(plan: RunPlan, source: dict, path: str) -> None:
             raise GanzooError(f"--init-from {path}: its {name} is {source_value!r}, this run's is {mine!r}")
     if spec.get("critic_batchnorm") != plan.loss.allows_critic_batchnorm:
         allows = {True: "allows", False: "forbids"}
-        raise GanzooError(f"--init-from {path}: its loss {plan.registry.recipe(theirs.recipe).loss.name!r} "
+        raise GanzooError(f"--init-from {path}: its loss {their_recipe.loss.name!r} "
                           f"{allows[bool(spec.get('critic_batchnorm'))]} batch norm in the critic and this run's "
                           f"{plan.recipe.loss.name!r} {allows[plan.loss.allows_critic_batchnorm]} it, so the critics "
                           "differ; fine-tune with a loss that treats batch norm as the source's did")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ganzoo.api.errors import GanzooError
+from ganzoo.api.errors import GanzooError, warn
 from ganzoo.api.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Augmentation, Auxiliary, Condition,
                                    Critic, CriticArchitecture, Generator, LatentOptimiser)
 from ganzoo.data.sources import DataSource, describe_sizes, resolve_source
@@ -106,7 +106,7 @@ class RunPlan:
 def plan_networks(config: TrainConfig, registry: Registry) -> NetworkPlan:
     """The architecture of ``config``'s recipe and its conditions, built from their options, after checking that
     the architecture builds the image size and takes the conditions."""
-    recipe = registry.recipe(config.recipe)
+    recipe = registry.recipe(config.recipe, config.data.image_size)
     component, critic = recipe.architecture, recipe.one("critic")
     architecture = registry.create("architecture", component.name, config.options.get(component.name))
     conditions = {name: registry.create("condition", name, config.options.get(name)) for name in config.model.conditions}
@@ -123,7 +123,7 @@ def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
     """Resolve a training config and check it before any data is touched: the recipe, every ``options.NAME``
     (the recipe's, the conditions', the datasets' and the evaluation's), options nothing uses, and what the
     architecture supports (image size, conditions, extra critic outputs)."""
-    recipe = registry.recipe(config.recipe)
+    recipe = registry.recipe(config.recipe, config.data.image_size)
     scoring = None
     if config.evaluation.every:
         scoring = plan_scoring(config.evaluation.metrics, config.evaluation.extractor, config.options, registry)
@@ -132,6 +132,7 @@ def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
     data = resolve_source(config.data.name, registry, config.options)
     reference = (resolve_source(config.evaluation.reference, registry, config.options)
                  if scoring and config.evaluation.reference else None)
+    config = without_other_datasets_options(config, data, reference, registry)
     check_unused_options(config, recipe, data, reference, scoring)
     networks = plan_networks(config, registry)
 
@@ -147,6 +148,18 @@ def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
                    | (scoring.labels if scoring else {}))
     networks.check(config.data.image_size, bool(plan.conditions), [plan.label(name) for name in plan.auxiliaries])
     return plan
+
+
+def without_other_datasets_options(config: TrainConfig, data: DataSource, reference: DataSource | None,
+                                   registry: Registry) -> TrainConfig:
+    """``config`` without the options of datasets it does not train or evaluate on, said in a warning: a config
+    file written for one dataset (the quick start's) combines with another ``data.name``."""
+    used = {source.name for source in (data, reference) if source is not None}
+    ignored = sorted(name for name in config.options if name in registry.components["dataset"] and name not in used)
+    if not ignored:
+        return config
+    warn(f"ignoring options for {', '.join(ignored)}: this run's data is {data.name!r}")
+    return config.model_copy(update={"options": {k: v for k, v in config.options.items() if k not in ignored}})
 
 
 def check_unused_options(config: TrainConfig, recipe: Recipe, data: DataSource, reference: DataSource | None,

@@ -21,12 +21,19 @@ from ganzoo.runtime.config import TrainConfig
 from ganzoo.runtime.memory import check_fits, network_footprint
 
 
+BUDGET_KEYS = ("steps", "minutes", "cpu_minutes")
+
+
 @dataclass
 class Progress:
-    """Where the run stands: generator steps done and training seconds spent (across resumes)."""
+    """Where the run stands: generator steps done, training seconds and CPU seconds spent (across resumes), and
+    the budget it was started with (``steps``, ``minutes``, ``cpu_minutes``), which a resume without a budget
+    continues to."""
 
     step: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    planned: dict[str, float | None] | None = None
 
 
 def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress, position: int,
@@ -36,6 +43,8 @@ def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress
         "config": config.model_dump_json(),
         "step": progress_state.step,
         "elapsed_s": progress_state.elapsed_s,
+        "cpu_s": progress_state.cpu_s,
+        "planned": progress_state.planned,
         "data_fingerprint": data.fingerprint,
         "spec": dataclasses.asdict(model.spec),
         "generator": model.generator.state_dict(),
@@ -49,6 +58,16 @@ def checkpoint_state(config: TrainConfig, model: Model, progress_state: Progress
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
+
+
+TRAINING_ONLY = ("optimiser_g", "optimiser_d", "components", "sampler_position", "rng_cpu", "rng_cuda")
+"""What a snapshot leaves out of a checkpoint: it samples, scores and starts fine-tuning, but does not resume."""
+
+
+def snapshot_state(state: dict[str, Any], scores: dict[str, float] | None) -> dict[str, Any]:
+    """A checkpoint's weights and what sampling needs (no optimiser or random state), with the scores the
+    snapshot was evaluated at."""
+    return {key: value for key, value in state.items() if key not in TRAINING_ONLY} | {"scores": scores}
 
 
 def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: ImageData) -> Progress:
@@ -72,7 +91,38 @@ def restore(state: dict[str, Any], model: Model, sampler: BatchSampler, data: Im
         raise GanzooError(f"the checkpoint's data position {sampler.position} is not a position a run reaches")
     if field(state, "rng_cuda", list) and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return Progress(field(state, "step", int), float(field(state, "elapsed_s", (int, float))))
+    return Progress(field(state, "step", int), float(field(state, "elapsed_s", (int, float))),
+                    float(field(state, "cpu_s", (int, float))) if "cpu_s" in state else 0.0, planned_budget(state))
+
+
+def planned_budget(state: dict[str, Any]) -> dict[str, float | None] | None:
+    """The budget a checkpoint's run was started with (None for checkpoints written before it was kept)."""
+    planned = state.get("planned")
+    if planned is None:
+        return None
+    if not (isinstance(planned, dict) and set(planned) == set(BUDGET_KEYS) and all(
+            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
+            for value in planned.values())):
+        raise GanzooError("the checkpoint's 'planned' budget is malformed")
+    return planned
+
+
+def remaining_budget(state: dict[str, Any], config: TrainConfig, path) -> dict[str, float | None]:
+    """What is left of the budget a checkpoint's run was started with (its steps; its minutes less the time
+    spent), for a resume that gives none; a run that has used it is an error saying how to train further."""
+    planned = planned_budget(state) or {key: getattr(config.schedule, key) for key in BUDGET_KEYS}
+    step = field(state, "step", int)
+    spent = {"minutes": float(field(state, "elapsed_s", (int, float))) / 60,
+             "cpu_minutes": float(field(state, "cpu_s", (int, float))) / 60 if "cpu_s" in state else 0.0}
+    left = {"steps": planned["steps"]} | {key: planned[key] - spent[key] if planned[key] else None
+                                          for key in ("minutes", "cpu_minutes")}
+    used = ([f"{planned['steps']} steps"] if planned["steps"] and step >= planned["steps"] else []) + [
+        f"{planned[key]:g} {key.replace('_', ' ')}" for key in ("minutes", "cpu_minutes")
+        if left[key] is not None and left[key] <= 0]
+    if used:
+        raise GanzooError(f"{path} is at step {step} and has used the budget it was started with ({used[0]}); "
+                          f"give --steps above {step}, --minutes or --cpu-minutes to train further")
+    return left
 
 
 def condition_states(state: dict[str, Any] | None) -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -49,13 +49,28 @@ class Sampler:
     step: int = 0
     summary: dict[str, dict] | None = None
     """Per condition column, the training data's range and median or categories (``column_summary``)."""
+    truncation: float = 1.0
+    """The truncation trick's psi: latents are drawn, then pulled toward the average latent (the prior's mean,
+    zero) by this factor; 1 leaves them alone, lower trades variety for typical covers."""
 
     @property
     def image_size(self) -> int:
         return self.config.data.image_size
 
     def latents(self, count: int, seed: int) -> torch.Tensor:
-        return torch.randn(count, self.generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+        z = torch.randn(count, self.generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return z * self.truncation if self.truncation != 1 else z
+
+    def interpolation(self, count: int, keyframes: int, frames: int, seed: int) -> Iterator[torch.Tensor]:
+        """Yield, frame by frame, ``count`` covers (uint8 (count, 3, S, S)) that each walk through ``keyframes``
+        latents and back to the first, ``frames`` frames per stretch, along great circles of the latent sphere
+        (slerp); each walk keeps one condition row."""
+        keys = self.latents(count * keyframes, seed).reshape(keyframes, count, -1)
+        rows = self.rows_for({}, count, seed, nearest=False) if self.conditions else None
+        for start in range(keyframes):
+            end = (start + 1) % keyframes
+            for frame in range(frames):
+                yield self.render(slerp(keys[start], keys[end], frame / frames), rows)
 
     @torch.no_grad()
     def render(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
@@ -111,6 +126,18 @@ class Sampler:
         rows[column] = np.tile(np.asarray(values, dtype=rows[column].dtype), count)
         latents = self.latents(count, seed).repeat_interleave(len(values), dim=0)
         return torch.cat(list(self.generate(len(latents), seed, rows, latents=latents))), rows, len(values)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of ``a`` and ``b`` (their norms interpolated linearly)."""
+    norm_a, norm_b = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    unit_a, unit_b = a / norm_a, b / norm_b
+    angle = torch.arccos((unit_a * unit_b).sum(dim=1, keepdim=True).clamp(-1, 1))
+    sine = torch.sin(angle)
+    straight = sine < 1e-6  # (anti)parallel rows: a straight line is as good as any
+    weight_a = torch.where(straight, 1 - t, torch.sin((1 - t) * angle) / sine.clamp_min(1e-6))
+    weight_b = torch.where(straight, t, torch.sin(t * angle) / sine.clamp_min(1e-6))
+    return (weight_a * unit_a + weight_b * unit_b) * ((1 - t) * norm_a + t * norm_b)
 
 
 def load_sampler(path: str | Path, device: torch.device, registry: Registry | None = None) -> Sampler:

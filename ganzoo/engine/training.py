@@ -34,7 +34,7 @@ from ganzoo.engine.bookkeeping import RUN_FILES, RUN_FOLDERS, Bookkeeping
 from ganzoo.engine.conditioning import encode
 from ganzoo.engine.model import SAMPLE_GRID, Model, build_model, check_init_source, initialise_from
 from ganzoo.engine.plan import RunPlan, plan_run
-from ganzoo.engine.run_state import Progress, condition_states, restore
+from ganzoo.engine.run_state import BUDGET_KEYS, Progress, condition_states, restore
 from ganzoo.registry.components import Registry, blame
 from ganzoo.registry.loading import get_registry
 from ganzoo.runtime import context as run_context
@@ -252,18 +252,25 @@ class Run:
 
 
 def run_training(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | None = None,
-                 registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
+                 registry: Registry | None = None, progress: bool = True,
+                 announce: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train ``config`` into ``run_dir``, continuing from ``resume`` (a loaded checkpoint) if given.
 
     Stops after ``schedule.steps`` generator steps in total, after ``schedule.minutes`` (or ``cpu_minutes`` of
     CPU time), or on Ctrl-C / SIGTERM, and always leaves a checkpoint. Returns a summary (steps done, why it
     stopped, paths). Launched by torchrun, it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing
-    the run folder, which it locks against a second process for as long as it trains.
+    the run folder, which it locks against a second process for as long as it trains. ``announce`` is given
+    ``start_record`` once the run is set up, before the first step (on rank 0).
     """
     run_dir = Path(run_dir)
     registry = registry or get_registry()
     if run_context.rank_from_environment() != 0:
         return train_run(set_up(config, run_dir, resume, registry, progress), run_dir, progress)
+
+    def started(run: Run) -> Run:
+        if announce:
+            announce(start_record(run, run_dir))
+        return run
     new_folder = not run_dir.exists()
     try:
         with FolderLock(run_dir, "training"):
@@ -271,7 +278,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any
             if resume is None and (run_dir / "checkpoint.pt").exists():
                 raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
             remove_partial_saves(run_dir / "checkpoint.pt")
-            return train_run(set_up(config, run_dir, resume, registry, progress), run_dir, progress)
+            return train_run(started(set_up(config, run_dir, resume, registry, progress)), run_dir, progress)
     finally:
         if new_folder:
             remove_if_only_locked(run_dir)  # a run that failed to start leaves no empty folder behind
@@ -298,10 +305,27 @@ def set_up(config: TrainConfig, run_dir: Path, resume: dict[str, Any] | None, re
         initialise_from(model, init, config.model.init_from)
     batches = make_batches(model, data, context)
     where = restore(resume, model, batches.sampler, data) if resume else Progress()
+    if where.planned is None:
+        where.planned = {key: getattr(config.schedule, key) for key in BUDGET_KEYS}
     if config.schedule.steps is not None and where.step >= config.schedule.steps:
         raise GanzooError(f"{run_dir} is already at step {where.step}; pass --steps above {where.step} to train "
                           "further")
     return Run(plan, context, data, model, batches, where)
+
+
+def start_record(run: Run, run_dir: Path) -> dict[str, Any]:
+    """What a run is about to do, for the start banner: where, on what, with how many weights, for how long."""
+    config, model = run.plan.config, run.model
+    critic = list(model.critic.parameters())
+    return {"run_dir": str(run_dir), "recipe": config.recipe, "device": str(run.context.device),
+            "threads": torch.get_num_threads(), "world_size": run.context.ranks.world_size,
+            "data": run.plan.data.name, "images": len(run.data.images), "image_size": config.data.image_size,
+            "batch_size": config.schedule.batch_size,
+            "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
+            "critic_parameters": sum(p.numel() for p in critic if p.requires_grad),
+            "frozen_parameters": sum(p.numel() for p in critic if not p.requires_grad),
+            "step": run.progress.step, "steps": config.schedule.steps, "minutes": config.schedule.minutes,
+            "cpu_minutes": config.schedule.cpu_minutes}
 
 
 def make_batches(model: Model, data: ImageData, context: RunContext) -> ResidentBatches | StreamedBatches:
@@ -310,12 +334,12 @@ def make_batches(model: Model, data: ImageData, context: RunContext) -> Resident
     resident = (fits_on_device(data.images, model.spec.condition_dim, context.device)
                 if config.data.on_device == "auto" else config.data.on_device)
     device = context.device if resident else None
+    rows = len(data.images) * (2 if config.data.mirror else 1)  # rows past the data's are its mirror images
     if data.population is None:  # every rank walks the global batches and keeps its slice
-        sampler = BatchSampler(len(data.images), config.schedule.batch_size * ranks.world_size, config.system.seed,
-                               context, device)
+        sampler = BatchSampler(rows, config.schedule.batch_size * ranks.world_size, config.system.seed, context,
+                               device)
     else:  # a rank's own shards: walked alone
-        sampler = BatchSampler(len(data.images), config.schedule.batch_size, config.system.seed + ranks.rank,
-                               device=device)
+        sampler = BatchSampler(rows, config.schedule.batch_size, config.system.seed + ranks.rank, device=device)
     memory_format = torch.channels_last if config.system.channels_last else torch.contiguous_format
     return (ResidentBatches if resident else StreamedBatches)(
         data.images, lambda rows: encode(model.conditions, data.rows(rows), "cpu"), sampler, context, memory_format)
@@ -329,9 +353,10 @@ def train_run(run: Run, run_dir: Path, progress: bool) -> dict[str, Any]:
                                generator=torch.Generator().manual_seed(config.system.seed)).to(context.device)
     fixed_condition = encode(model.conditions, run.data.rows(torch.arange(SAMPLE_GRID).numpy() % len(run.data.images)),
                              context.device)
-    log = (Bookkeeping(run.plan, model, run.data, run_dir, run.progress, fixed_latent, fixed_condition, run.batches,
-                       context, progress) if context.ranks.is_main else None)
     budget = Budget(config)
+    log = (Bookkeeping(run.plan, model, run.data, run_dir, run.progress, fixed_latent, fixed_condition, run.batches,
+                       context, progress, budget) if context.ranks.is_main else None)
+    budget.start()  # after the evaluation's reference features: the budget is for training
     stopped_by = "steps"
     try:
         with StopRequest() as stop:
@@ -367,9 +392,19 @@ class Budget:
     process's CPU time."""
 
     def __init__(self, config: TrainConfig):
-        schedule = config.schedule
+        self.schedule = config.schedule
+        self.start()
+
+    def start(self) -> None:
+        """Count the budgets from now."""
+        schedule = self.schedule
         self.deadline = time.perf_counter() + schedule.minutes * 60 if schedule.minutes else math.inf
         self.cpu_deadline = time.process_time() + schedule.cpu_minutes * 60 if schedule.cpu_minutes else math.inf
 
     def spent(self) -> bool:
         return time.perf_counter() > self.deadline or time.process_time() > self.cpu_deadline
+
+    def left(self) -> dict[str, float]:
+        """Seconds left of each time budget the run has (``left``: wall-clock, ``cpu_left``: CPU time)."""
+        left = {"left": self.deadline - time.perf_counter(), "cpu_left": self.cpu_deadline - time.process_time()}
+        return {name: max(0.0, seconds) for name, seconds in left.items() if seconds != math.inf}

@@ -33,7 +33,12 @@ class RunScores:
 def primary_score(name: str, registry: Registry) -> tuple[str, bool]:
     """The metrics.jsonl key a metric is ranked by (``eval/fid``, ``eval/kid_mean``) and whether lower is better."""
     metric: Metric = registry.create("metric", name)
-    return f"eval/{metric.primary or name}", metric.lower_is_better
+    return score_key(name, metric), metric.lower_is_better
+
+
+def score_key(name: str, metric: Metric) -> str:
+    """The metrics.jsonl key of metric ``name``'s primary score."""
+    return f"eval/{metric.primary or name}"
 
 
 def read_run_scores(run_dir: str | Path, metric: str, key: str) -> RunScores:
@@ -44,15 +49,31 @@ def read_run_scores(run_dir: str | Path, metric: str, key: str) -> RunScores:
         protocol = json.loads((run_dir / "eval_protocol.json").read_text())
         lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     except FileNotFoundError as error:
-        raise GanzooError(f"{run_dir} has no {Path(error.filename).name}: train it with --set evaluation.every=N "
-                          "to record scores") from None
+        raise GanzooError(f"{run_dir} has no {Path(error.filename).name}: pass --score to score its snapshots "
+                          "now, or train with --set evaluation.every=N to record scores") from None
     except ValueError as error:
         raise GanzooError(f"{run_dir}: unreadable run files ({error})") from None
     points = [(line["step"], line[key]) for line in lines if key in line]
     if not points:
-        raise GanzooError(f"{run_dir} recorded no {metric} scores (train it with --set 'evaluation.metrics=[{metric}]')")
+        raise GanzooError(f"{run_dir} recorded no {metric} scores: pass --score to score its snapshots now, or "
+                          f"train with --set 'evaluation.metrics=[{metric}]'")
     return RunScores(run=str(run_dir), recipe=config.get("recipe", "?"), steps=[s for s, _ in points],
                      values=[v for _, v in points], protocol=protocol)
+
+
+def read_bench_scores(path: str | Path, metric: str, key: str) -> RunScores:
+    """One ``ganzoo bench`` result (its JSON file) as a run scored once, at the step its source was saved at."""
+    try:
+        result = json.loads(Path(path).read_text())
+        protocol, scores = result["protocol"], result["scores"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise GanzooError(f"{path} is not a ganzoo bench result ({error})") from None
+    name = key.split("/", 1)[1]
+    if not isinstance(scores, dict) or not isinstance(scores.get(name), (int, float)):
+        raise GanzooError(f"{path} holds no {metric} score (bench it with --metric {metric})")
+    step = protocol.get("source_step", 0)
+    return RunScores(run=str(path), recipe=protocol.get("recipe", "-"), steps=[step], values=[float(scores[name])],
+                     protocol=protocol)
 
 
 def protocol_differences(runs: list[RunScores]) -> list[str]:

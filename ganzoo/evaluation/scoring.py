@@ -6,8 +6,10 @@ and seed."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -64,16 +66,19 @@ def cache_dir() -> Path:
 
 @dataclass
 class Reference:
-    """Real images to compare against, with their features computed once and cached."""
+    """Real images to compare against, with their features computed once and cached; or, read from a statistics
+    file (``load_reference_statistics``), features alone, with the extractor protocol they were taken under."""
 
     data: ImageData
     count: int
     seed: int
+    stored: torch.Tensor | None = None
+    stored_protocol: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
         """How many reference images a score uses: ``count``, or all of them if the data has fewer."""
-        return min(self.count, len(self.data.images))
+        return len(self.stored) if self.stored is not None else min(self.count, len(self.data.images))
 
     @property
     def indices(self) -> np.ndarray:
@@ -81,6 +86,12 @@ class Reference:
         return pick(len(self.data.images), self.count, self.seed)
 
     def features(self, extractor: FeatureExtractor, device: torch.device, progress: bool = True) -> torch.Tensor:
+        if self.stored is not None:
+            if json.dumps(extractor.protocol, sort_keys=True) != json.dumps(self.stored_protocol, sort_keys=True):
+                raise GanzooError(f"the reference statistics of {self.data.name!r} were taken with another extractor "
+                                  f"protocol ({describe_difference(self.stored_protocol, extractor.protocol)}); "
+                                  "export them again with this one")
+            return self.stored
         indices = self.indices
         key = hashlib.sha256(json.dumps([self.data.fingerprint, extractor.protocol, len(indices), self.seed],
                                         sort_keys=True).encode()).hexdigest()[:24]
@@ -97,6 +108,52 @@ class Reference:
         torch.save({"features": features}, temporary)
         os.replace(temporary, path)
         return features
+
+
+STATISTICS_FORMAT = "ganzoo-reference-statistics"
+
+
+def save_reference_statistics(reference: Reference, extractor: FeatureExtractor, image_size: int,
+                              device: torch.device, path: str | Path, progress: bool = True) -> None:
+    """Write a reference's features, and what they were taken from and under, to an .npz file (no pickle)."""
+    features = reference.features(extractor, device, progress)
+    about = {"format": STATISTICS_FORMAT, "reference": reference.data.name,
+             "reference_fingerprint": reference.data.fingerprint, "image_size": image_size, "seed": reference.seed,
+             "real_images": len(features), "extractor": extractor.protocol}
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features.numpy(), about=np.array(json.dumps(about)))
+    write_atomically(path, buffer.getvalue())
+
+
+def load_reference_statistics(path: str | Path) -> tuple[Reference, int]:
+    """A Reference holding the features of a statistics file (checked: format, shapes, finite values), and the
+    image size they were taken at."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            features, about = stored["features"], json.loads(str(stored["about"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise GanzooError(f"{path} is not a ganzoo reference statistics file ({str(error).splitlines()[0][:200]})"
+                          ) from None
+    if not isinstance(about, dict) or about.get("format") != STATISTICS_FORMAT:
+        raise GanzooError(f"{path} is not a ganzoo reference statistics file")
+    if features.ndim != 2 or features.dtype != np.float64 or not np.isfinite(features).all() or len(features) < 2:
+        raise GanzooError(f"{path} holds malformed features ({features.dtype} {features.shape})")
+    size = about.get("image_size")
+    if not isinstance(size, int) or not 8 <= size <= 4096:
+        raise GanzooError(f"{path} does not say a usable image size")
+    data = ImageData(str(about.get("reference", path)), np.zeros((0, size, size, 3), np.uint8), {},
+                     str(about.get("reference_fingerprint", "")))
+    return Reference(data, len(features), int(about.get("seed", 0)), torch.from_numpy(features),
+                     about.get("extractor")), size
+
+
+def describe_difference(ours: Any, theirs: Any) -> str:
+    """The first key on which two protocols differ, as ``key: a != b``."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs)):
+            if ours.get(key) != theirs.get(key):
+                return f"{key}: {ours.get(key)!r} != {theirs.get(key)!r}"
+    return f"{ours!r} != {theirs!r}"
 
 
 @dataclass
@@ -201,6 +258,9 @@ def evaluate(plan: ScoringPlan, count: int, seed: int, device: torch.device, sam
         if with_features and any(m.needs_features for m in needing_reference):
             inputs.real_features = reference.features(plan.extractor, device, progress=progress)
         if with_images and any(m.needs_images for m in needing_reference):
+            if reference.stored is not None:
+                raise GanzooError("a metric here compares pixels, and reference statistics hold features only; "
+                                  "give the reference's images")
             inputs.real_images = torch.cat(list(batches_of(reference.data.images, reference.indices)))
         if needing_reference:
             protocol |= {"reference_fingerprint": reference.data.fingerprint, "real_images": reference.size}

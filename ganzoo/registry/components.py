@@ -8,7 +8,7 @@ error that names a component it might have provided.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,8 @@ from ganzoo.api.hookspecs import KINDS
 from ganzoo.api.options import parse_options
 
 LOAD_PLUGINS_ENV = "GANZOO_LOAD_PLUGINS"
+DEFAULT_SIZES = range(8, 4097)
+"""Image sizes at which no two components of a kind may both claim the default."""
 RECIPE_KINDS = tuple(name for name, kind in KINDS.items() if kind.recipe)
 
 
@@ -35,7 +37,14 @@ class Component:
     plugin: str
     options: type[BaseModel] | None = None
     description: str = ""
-    default: bool = False
+    default: bool | Collection[int] = False
+    """True: the default of its kind; a collection of image sizes: the default at those sizes only."""
+
+    def is_default_for(self, image_size: int | None) -> bool:
+        """Whether this component is its kind's default at ``image_size`` (any default, when None)."""
+        if self.default is True or self.default is False:
+            return bool(self.default)
+        return image_size is None or image_size in self.default
 
     @property
     def label(self) -> str:
@@ -134,15 +143,18 @@ class Registry:
                 info.components.clear()
                 info.error = f"registering raised {type(error).__name__}: {first_line(error)}"
         for kind in KINDS:
-            defaults = [c for c in self.components[kind].values() if c.default]
-            if len(defaults) > 1:
-                raise GanzooError(f"{len(defaults)} plugins claim the default {kind.replace('_', ' ')}: "
-                                  f"{', '.join(c.label for c in defaults)}; uninstall one, or choose plugins with "
+            defaults = [c for c in self.components[kind].values() if c.default is not False]
+            clash = next((size for size in DEFAULT_SIZES if sum(c.is_default_for(size) for c in defaults) > 1),
+                         None) if len(defaults) > 1 else None
+            if clash is not None:
+                claimants = [c for c in defaults if c.is_default_for(clash)]
+                raise GanzooError(f"{len(claimants)} plugins claim the default {kind.replace('_', ' ')} at {clash} px: "
+                                  f"{', '.join(c.label for c in claimants)}; uninstall one, or choose plugins with "
                                   f"{LOAD_PLUGINS_ENV}")
 
     def _register_function(self, kind: str, info: PluginInfo, added: list[Component]):
         def register(name: str, factory: Callable[..., Any], *, options: type[BaseModel] | None = None,
-                     description: str | None = None, default: bool = False) -> None:
+                     description: str | None = None, default: bool | Collection[int] = False) -> None:
             if not isinstance(name, str) or not name or "+" in name or name != name.strip():
                 raise GanzooError(f"plugin {info.name!r} registered {KINDS[kind].article} named {name!r}; names are "
                                   "non-empty and hold no '+' or surrounding spaces")
@@ -194,12 +206,14 @@ class Registry:
             raise GanzooError(self.unknown_name_message(kind.replace("_", " "), name, self.components[kind]))
         return found
 
-    def default(self, kind: str) -> Component:
-        """The component a plugin registered as this kind's default."""
+    def default(self, kind: str, image_size: int | None = None) -> Component:
+        """The component a plugin registered as this kind's default (at ``image_size``, for a kind whose
+        defaults depend on the size)."""
         for component in self.components[kind].values():
-            if component.default:
+            if component.is_default_for(image_size):
                 return component
-        raise GanzooError(f"no installed plugin provides a default {kind.replace('_', ' ')}; name one "
+        at = f" at {image_size} px" if image_size is not None else ""
+        raise GanzooError(f"no installed plugin provides a default {kind.replace('_', ' ')}{at}; name one "
                           f"(installed: {', '.join(sorted(self.components[kind])) or 'none'})")
 
     def names(self, kind: str) -> list[str]:
@@ -218,18 +232,21 @@ class Registry:
                               f"{type(instance).__name__}, not {KINDS[kind].article} (ganzoo.{interface.__name__})")
         return instance
 
-    def default_recipe(self) -> str:
-        """The recipe the installed plugins declare as default: each recipe kind's default, joined with '+'."""
-        parts = [c.name for kind in RECIPE_KINDS for c in self.components[kind].values() if c.default]
+    def default_recipe(self, image_size: int | None = None) -> str:
+        """The recipe the installed plugins declare as default at ``image_size``: each recipe kind's default there,
+        joined with '+' (the best recipe for that size, as the plugins' authors measured it)."""
+        parts = [c.name for kind in RECIPE_KINDS for c in self.components[kind].values()
+                 if c.is_default_for(image_size) and (c.default is True or image_size is not None)]
         if not any(self.components[kind].get(name) for kind in ("loss",) for name in parts):
             raise GanzooError("no installed plugin provides a default loss, so there is no default recipe; name one "
                               f"(losses: {', '.join(self.names('loss')) or 'none installed'})")
         return "+".join(parts)
 
-    def recipe(self, text: str | None) -> Recipe:
+    def recipe(self, text: str | None, image_size: int | None = None) -> Recipe:
         """Resolve a ``+``-joined recipe into one architecture, one loss, an optional latent optimiser and any
-        number of auxiliary objectives and augmentations (None: the default recipe)."""
-        text = text if text is not None else self.default_recipe()
+        number of auxiliary objectives and augmentations (None: the default recipe at ``image_size``); a recipe
+        that names no architecture gets the default one at that size."""
+        text = text if text is not None else self.default_recipe(image_size)
         by_name = {name: c for kind in RECIPE_KINDS for name, c in self.components[kind].items()}
         chosen: dict[str, list[Component]] = {kind: [] for kind in RECIPE_KINDS}
         for part in text.split("+"):
@@ -247,7 +264,7 @@ class Registry:
             losses = ", ".join(sorted(self.components["loss"])) or "none installed"
             raise GanzooError(f"recipe {text!r} names no adversarial loss; add one of: {losses}")
         if not chosen["architecture"]:
-            chosen["architecture"] = [self.default("architecture")]
+            chosen["architecture"] = [self.default("architecture", image_size)]
         return Recipe(text=text, parts=chosen)
 
     def failures(self) -> list[PluginInfo]:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,50 @@ def contents_digest(state: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint (or a run folder's ``checkpoint.pt``): tensors and plain containers only
-    (anything else, such as pickled code, is refused), a matching digest, the fields training and sampling
-    read, and finite weights. Every problem is a GanzooError."""
-    path = Path(path)
+SNAPSHOTS = "snapshots"
+BEST = "best.pt"
+"""A run folder's snapshots (``snapshots/step_0001500.pt``, weights only) and its best-scored one."""
+NAMED_SNAPSHOT = re.compile(r"^(?P<run>.+)@(?P<which>best|[0-9]+)$")
+
+
+def snapshot_name(step: int) -> str:
+    return f"step_{step:07d}.pt"
+
+
+def snapshot_steps(run_dir: Path) -> list[int]:
+    """The steps of a run folder's snapshots, in order."""
+    folder = run_dir / SNAPSHOTS
+    found = (re.fullmatch(r"step_([0-9]+)\.pt", entry.name) for entry in folder.iterdir()) if folder.is_dir() else ()
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def checkpoint_file(source: str | Path) -> Path:
+    """The file a checkpoint source names: a checkpoint file, a run folder (its ``checkpoint.pt``),
+    ``RUN@best`` (its ``best.pt``) or ``RUN@STEP`` (its snapshot of that step)."""
+    path = Path(source)
     if path.is_dir():
-        path = check_no_link(path / "checkpoint.pt")
+        return check_no_link(path / "checkpoint.pt")
+    named = NAMED_SNAPSHOT.match(str(source))
+    if path.exists() or not named or not Path(named["run"]).is_dir():
+        return path
+    run_dir = Path(named["run"])
+    if named["which"] == "best":
+        if not (run_dir / BEST).is_file():
+            raise GanzooError(f"{run_dir} has no {BEST}: a run keeps one when it trains with "
+                              "schedule.snapshot_every and evaluation.metrics")
+        return check_no_link(run_dir / BEST)
+    step, steps = int(named["which"]), snapshot_steps(run_dir)
+    if step not in steps:
+        kept = ", ".join(map(str, steps)) or "none (train with schedule.snapshot_every=N)"
+        raise GanzooError(f"{run_dir} has no snapshot of step {step}; its snapshots: {kept}")
+    return check_no_link(run_dir / SNAPSHOTS / snapshot_name(step))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint (a file, a run folder's ``checkpoint.pt``, ``RUN@best`` or ``RUN@STEP``):
+    tensors and plain containers only (anything else, such as pickled code, is refused), a matching digest, the
+    fields training and sampling read, and finite weights. Every problem is a GanzooError."""
+    path = checkpoint_file(path)
     if not path.is_file():
         raise GanzooError(f"no checkpoint at {path}")
     try:

@@ -31,6 +31,8 @@ class DataConfig(Strict):
                                                "(default: the default dataset plugin)")
     image_size: int = Field(64, ge=8, le=4096, description="side of the square images, in pixels; the "
                                                           "architecture says which sizes it can build")
+    mirror: bool = Field(False, description="also train on every image flipped left to right (stylegan2-ada's "
+                                            "--mirror): twice the data for covers whose left and right may swap")
     on_device: bool | Literal["auto"] = Field("auto", description="hold the whole dataset on the training device "
                                                                    "(auto: when it fits in half its free memory)")
 
@@ -58,6 +60,10 @@ class ScheduleConfig(Strict):
     log_every: int = Field(10, gt=0)
     sample_every: int = Field(200, gt=0)
     checkpoint_every: int = Field(500, gt=0)
+    snapshot_every: int | None = Field(None, gt=0, description="keep the weights every N steps as "
+                                                               "snapshots/step_N.pt, scored if the run evaluates; "
+                                                               "best.pt follows the best score")
+    keep_snapshots: int = Field(5, gt=0, description="the newest snapshots kept (best.pt is kept apart)")
 
 
 class EvaluationConfig(Strict):
@@ -238,6 +244,13 @@ def build_config(base: dict[str, Any] | None = None, config_file: str | None = N
     """A validated config from ``base``, a config file's settings over it, ``--set`` overrides over both and
     ``settings`` (dotted key -> value, from command-line flags) over all; a setting the config does not have is
     named with the nearest one it has."""
+    return validate_config(gather_settings(base, config_file, overrides, settings))
+
+
+def gather_settings(base: dict[str, Any] | None = None, config_file: str | None = None,
+                    overrides: tuple[str, ...] = (), settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings ``build_config`` validates, as given (nothing filled in), so that callers can tell what the
+    user set from what a default would fill."""
     data: dict[str, Any] = dict(base or {})
     if config_file:
         data.update(read_config_file(config_file))
@@ -245,7 +258,17 @@ def build_config(base: dict[str, Any] | None = None, config_file: str | None = N
         apply_override(data, assignment)
     for key, value in (settings or {}).items():
         set_value(data, key, value)
-    return validate_config(data)
+    return data
+
+
+def given(data: dict[str, Any], key: str) -> bool:
+    """Whether the dotted ``key`` is set in gathered settings."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def validate_config(data: Any) -> TrainConfig:

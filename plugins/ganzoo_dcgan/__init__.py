@@ -142,4 +142,4 @@ class DCGAN(Architecture):
 
 @hookimpl
 def register_architectures(register):
-    register("dcgan", DCGAN, options=DCGANOptions, default=True)
+    register("dcgan", DCGAN, options=DCGANOptions, default=range(8, 64))

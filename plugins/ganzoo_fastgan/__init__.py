@@ -256,7 +256,7 @@ class Reconstruction(Auxiliary):
 
 @hookimpl
 def register_architectures(register):
-    register("fastgan", FastGAN, options=FastGANOptions,
+    register("fastgan", FastGAN, options=FastGANOptions, default=range(64, 1025),
              description="FastGAN (Liu et al. 2021): skip-layer excitation generator and its critic, 64-1,024 px")
 
 

@@ -121,8 +121,8 @@ class RelativisticPairing(PenalisedLoss):
 
 @hookimpl
 def register_losses(register):
-    register("hinge", Hinge, options=HingeOptions, description="hinge loss (SNGAN, BigGAN), optional R1/R2")
-    register("ns", NonSaturating, options=PenalisedOptions, default=True,
+    register("hinge", Hinge, options=HingeOptions, default=range(64, 1025), description="hinge loss (SNGAN, BigGAN), optional R1/R2")
+    register("ns", NonSaturating, options=PenalisedOptions, default=range(8, 64),
              description="non-saturating logistic loss (StyleGAN2), optional R1/R2")
     register("rpgan", RelativisticPairing, options=RpGANOptions,
              description="relativistic pairing loss with R1 and R2 (R3GAN, Huang et al. 2025)")

@@ -3,7 +3,8 @@
 FID, KID and IS are computed by torchmetrics from the features (or logits) the harness extracted, in float64;
 ``pr`` (improved precision and recall, Kynkaanniemi et al. 2019) by torch-fidelity on the same features;
 ``cond`` generates covers for requested conditions and measures the features back with the reference
-dataset's measuring function.
+dataset's measuring function. torchmetrics is imported when a score is computed, not when plugins load, so that
+every command starts without it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,6 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torchmetrics.functional import r2_score, spearman_corrcoef
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from ganzoo import GanzooError, ImageData, Metric, MetricInputs, hookimpl
 
@@ -38,6 +35,8 @@ class _Precomputed(nn.Module):
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """FID between two feature sets (N, F), by torchmetrics in float64."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
@@ -47,6 +46,8 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, seed: int, subsets: int = 100,
                     subset_size: int = STANDARD_KID_SUBSET) -> tuple[float, float, int]:
     """KID (mean, std over subsets, subset size) by torchmetrics; subsets drawn with ``seed``."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     subset = min(subset_size, len(real), len(fake))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features")  # that is the intent
@@ -69,6 +70,8 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, neighbourhood: int 
 
 
 def inception_score(logits: torch.Tensor, seed: int, splits: int = 10) -> tuple[float, float]:
+    from torchmetrics.image.inception import InceptionScore
+
     metric = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=splits)
     metric.update(logits.double())
     with torch.random.fork_rng():
@@ -84,6 +87,8 @@ def condition_fidelity(sampler, count: int, seed: int, data: ImageData) -> dict[
     if data.measure is None:
         raise GanzooError(f"the cond metric needs a dataset that can measure features back from images; "
                           f"{data.name!r} cannot (synthcovers can)")
+    from torchmetrics.functional import r2_score, spearman_corrcoef
+
     requested = data.random_rows(count, seed + 1)
     images = torch.cat(list(sampler.generate(count, seed, rows=requested if sampler.conditions else None)))
     measured = data.measure(images.permute(0, 2, 3, 1).numpy())

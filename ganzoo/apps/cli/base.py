@@ -100,3 +100,19 @@ class DefaultCommandGroup(GanzooGroup):
                    if isinstance(param, click.Option) and (record := param.get_help_record(ctx))]
         with formatter.section(f"Options of `{ctx.command_path} [{self.default_command}] SOURCE`"):
             formatter.write_dl(records)
+
+
+def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
+    """``options.NAME.field=value`` assignments (``--set``) as a dict of options by component name."""
+    from ganzoo.runtime.config import apply_override
+
+    data: dict = {}
+    for assignment in assignments:
+        if not assignment.startswith("options."):
+            raise GanzooError(f"--set here takes component options, options.NAME.field=value, not {assignment!r}")
+        apply_override(data, assignment)
+    options = data.get("options", {})
+    bad = [name for name, value in options.items() if not isinstance(value, dict)]
+    if bad:
+        raise GanzooError(f"--set options.{bad[0]} needs a field: options.{bad[0]}.FIELD=VALUE")
+    return options

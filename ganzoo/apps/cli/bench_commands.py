@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ganzoo.api.errors import GanzooError
-from ganzoo.apps.cli.base import DefaultCommandGroup, RegistryChoice
+from ganzoo.apps.cli.base import DefaultCommandGroup, RegistryChoice, component_options
 from ganzoo.runtime.files import writable_file, write_atomically
 from ganzoo.runtime.limits import MAX_SEED
 
@@ -16,22 +16,6 @@ from ganzoo.runtime.limits import MAX_SEED
 @click.group("bench", cls=DefaultCommandGroup)
 def bench_group():
     """Score samples: `ganzoo bench SOURCE --metric fid ...`, or rank runs: `ganzoo bench compare RUN...`."""
-
-
-def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
-    """``options.NAME.field=value`` assignments (``--set``) as a dict of options by component name."""
-    from ganzoo.runtime.config import apply_override
-
-    data: dict = {}
-    for assignment in assignments:
-        if not assignment.startswith("options."):
-            raise GanzooError(f"--set here takes component options, options.NAME.field=value, not {assignment!r}")
-        apply_override(data, assignment)
-    options = data.get("options", {})
-    bad = [name for name, value in options.items() if not isinstance(value, dict)]
-    if bad:
-        raise GanzooError(f"--set options.{bad[0]} needs a field: options.{bad[0]}.FIELD=VALUE")
-    return options
 
 
 @bench_group.command("run")
@@ -52,23 +36,23 @@ def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
 @click.option("--extractor-weights", type=click.Path(exists=True, dir_okay=False),
               help="A weights file for the extractor (sets options.EXTRACTOR.weights; inception: torch-fidelity's "
                    "weights-inception-2015-12-05-6726825d.pth).")
+@click.option("--resize-filter", metavar="NAME",
+              help="How the extractor resizes images to its input (sets options.EXTRACTOR.resize; inception: "
+                   "bilinear (default), bicubic, pil-bicubic); recorded in the protocol.")
 @click.option("--set", "overrides", multiple=True, metavar="options.NAME.FIELD=VALUE",
               help="Options of a metric, the extractor or a dataset, e.g. --set options.kid.subset_size=500.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="bench.json", show_default=True,
               help="JSON file for the scores and their protocol.")
-def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extractor_weights, overrides, device,
-              out):
-    """Score SOURCE (a checkpoint or run folder, a store, an image folder or a dataset name)."""
+def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extractor_weights, resize_filter,
+              overrides, device, out):
+    """Score SOURCE (a checkpoint, run folder, RUN@best or RUN@STEP, a store, an image folder or a dataset name)
+    against --ref (which may be a statistics file from `ganzoo bench stats`)."""
     from ganzoo.apps.source_scoring import run_bench
-    from ganzoo.registry.loading import get_registry
     from ganzoo.runtime.context import resolve_device
 
     writable_file(out)
-    options = component_options(overrides)
-    if extractor_weights:
-        name = extractor or get_registry().default("feature_extractor").name
-        options.setdefault(name, {})["weights"] = extractor_weights
+    options = extractor_options(component_options(overrides), extractor, extractor_weights, resize_filter)
     result = run_bench(source, tuple(dict.fromkeys(metrics)), ref, generated, real, seed, extractor, options,
                        resolve_device(device), image_size=size)
     for warning in result["protocol"]["warnings"]:
@@ -76,6 +60,50 @@ def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extr
     click.echo(scores_table(result["scores"], result["protocol"]))
     write_atomically(out, json.dumps(result, indent=1))
     click.echo(f"wrote {out}")
+
+
+def extractor_options(options: dict[str, dict], extractor: str | None, weights: str | None,
+                      resize_filter: str | None) -> dict[str, dict]:
+    """``options`` with ``--extractor-weights`` and ``--resize-filter`` set as the extractor's options."""
+    if weights or resize_filter:
+        from ganzoo.registry.loading import get_registry
+
+        name = extractor or get_registry().default("feature_extractor").name
+        chosen = options.setdefault(name, {})
+        chosen |= ({"weights": weights} if weights else {}) | ({"resize": resize_filter} if resize_filter else {})
+    return options
+
+
+@bench_group.command("stats")
+@click.argument("ref", required=False)
+@click.option("--real", type=click.IntRange(min=2), default=5000, show_default=True,
+              help="Reference images (all of them if the reference has fewer).")
+@click.option("--size", type=click.IntRange(8, 4096), help="Image size [default: the reference store's].")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--extractor", type=RegistryChoice("feature_extractor"),
+              help="Feature extractor plugin [default: the default extractor].")
+@click.option("--extractor-weights", type=click.Path(exists=True, dir_okay=False))
+@click.option("--resize-filter", metavar="NAME", help="As for `bench run`.")
+@click.option("--set", "overrides", multiple=True, metavar="options.NAME.FIELD=VALUE")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Statistics file to write (.npz).")
+def bench_stats(ref, real, size, seed, extractor, extractor_weights, resize_filter, overrides, device, out):
+    """Export REF's features (a dataset, store or folder; the default dataset without one) to a file that
+    `ganzoo bench SOURCE --ref FILE.npz` scores against without extracting them again (FID, KID, PR)."""
+    from ganzoo.apps.source_scoring import export_statistics, stored_size
+    from ganzoo.runtime.context import resolve_device
+
+    if not out.endswith(".npz"):
+        raise GanzooError(f"--out names a .npz file, not {out}")
+    size = size or (ref and stored_size(ref))
+    if not size:
+        raise GanzooError("say the image size with --size (the reference is not a prepared store)")
+    writable_file(out)
+    options = extractor_options(component_options(overrides), extractor, extractor_weights, resize_filter)
+    about = export_statistics(ref, real, seed, size, extractor, options, resolve_device(device), out)
+    click.echo(f"wrote {out}: features of {about['real_images']} images of {about['reference']} at "
+               f"{about['image_size']} px ({about['extractor']['extractor']}, resize: "
+               f"{about['extractor'].get('resize', '-')})")
 
 
 def scores_table(scores: dict, protocol: dict) -> str:
@@ -98,24 +126,57 @@ def scores_table(scores: dict, protocol: dict) -> str:
 
 
 @bench_group.command("compare")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--metric", type=RegistryChoice("metric"),
-              help="The metric the runs evaluated during training (evaluation.metrics), ranked by its primary score "
-                   "[default: the default metric].")
+              help="The metric to rank by, by its primary score [default: the default metric].")
+@click.option("--score", is_flag=True,
+              help="Score the snapshots (and last checkpoint) of runs that recorded no scores, against --ref.")
+@click.option("--ref", help="With --score: real images to score against [default: each run's training data].")
+@click.option("--generated", "-n", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --score: images generated per snapshot.")
+@click.option("--real", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --score: reference images.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--extractor", type=RegistryChoice("feature_extractor"),
+              help="With --score: the feature extractor plugin [default: the default extractor].")
+@click.option("--device", default="auto", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a plot of the metric against steps (PNG).")
-@click.option("--allow-mixed-protocols", is_flag=True, help="Rank runs measured under different protocols.")
-def bench_compare(runs, metric, plot, allow_mixed_protocols):
-    """Rank training runs (trained with --set evaluation.every=N) by their best score; markdown on stdout."""
-    from ganzoo.evaluation.runs import primary_score, rank_runs, read_run_scores
+@click.option("--allow-mixed-protocols", is_flag=True, help="Rank sources measured under different protocols.")
+def bench_compare(sources, metric, score, ref, generated, real, seed, extractor, device, plot,
+                  allow_mixed_protocols):
+    """Rank runs and bench results in one markdown table on stdout, each by its best score, after checking that
+    all were measured under one protocol. SOURCES are run folders (their evaluations in metrics.jsonl, or with
+    --score their snapshots scored now) and JSON files written by `ganzoo bench --out`."""
+    from ganzoo.evaluation.runs import primary_score, rank_runs, read_bench_scores
     from ganzoo.registry.loading import get_registry
 
     registry = get_registry()
     metric = metric or registry.default("metric").name
     key, lower_is_better = primary_score(metric, registry)
-    scores = [read_run_scores(run, metric, key) for run in runs]
+    scores = [read_bench_scores(source, metric, key) if Path(source).is_file()
+              else run_scores(source, metric, key, score, ref, generated, real, seed, extractor, device)
+              for source in sources]
     click.echo(rank_runs(scores, metric, allow_mixed_protocols, lower_is_better))
     if plot:
         plot_runs(scores, metric, key, plot)
+
+
+def run_scores(run: str, metric: str, key: str, score: bool, ref, generated: int, real: int, seed: int, extractor,
+               device):
+    """A run's recorded scores, or with ``score``, those of its snapshots scored now when it recorded none."""
+    from ganzoo.evaluation.runs import RunScores, read_run_scores
+
+    try:
+        return read_run_scores(run, metric, key)
+    except GanzooError:
+        if not score:
+            raise
+    from ganzoo.apps.source_scoring import score_snapshots
+    from ganzoo.runtime.context import resolve_device
+
+    steps, values, protocol = score_snapshots(run, metric, ref, generated, real, seed, {}, resolve_device(device),
+                                              extractor)
+    return RunScores(run=run, recipe=protocol.get("recipe", "-"), steps=steps, values=values, protocol=protocol)
 
 
 def plot_runs(scores, metric: str, key: str, path: str) -> None:

@@ -115,3 +115,34 @@ def inspect(store):
                        f"{int(np.isnan(values).sum())} missing")
         else:
             click.echo(f"  {column}: text, {len(set(values.tolist()))} distinct")
+
+
+@data_group.command("preview")
+@click.argument("source")
+@click.option("--recipe", help="The recipe whose augmentations to show [default: the one `ganzoo train SOURCE` "
+                                "would choose].")
+@click.option("--size", type=click.IntRange(8, 4096), help="Image side [default: as `ganzoo train SOURCE` would "
+                                                            "choose].")
+@click.option("--set", "overrides", multiple=True, metavar="options.NAME.FIELD=VALUE",
+              help="An augmentation's option, e.g. --set options.diffaug.policy=color,translation.")
+@click.option("-n", "count", type=click.IntRange(1, 64), default=8, show_default=True, help="Images (rows).")
+@click.option("--variants", type=click.IntRange(1, 16), default=7, show_default=True,
+              help="Augmented versions of each image (columns after the image itself).")
+@click.option("--mirror", is_flag=True, help="Draw from the data mirrored, as data.mirror trains on it.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="augmentations.png", show_default=True)
+def preview(source, recipe, size, overrides, count, variants, mirror, seed, out):
+    """Show what the critic sees of SOURCE (a folder, store or dataset) under a recipe's augmentations: each row
+    one image as training reads it, then augmented versions of it."""
+    from ganzoo.apps.augment_preview import augmentation_grid
+    from ganzoo.apps.cli.base import component_options
+    from ganzoo.runtime.files import writable_file
+
+    writable_file(out)
+    recipe, size, grid, columns = augmentation_grid(source, recipe, size, component_options(overrides), count,
+                                                    variants, mirror, seed)
+    from ganzoo.apps.covers import write_grid
+
+    write_grid(out, grid, columns)
+    click.echo(f"wrote {out}: {count} images of {source} at {size} px, then {variants} augmentations each by "
+               f"{recipe}")

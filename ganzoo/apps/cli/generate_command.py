@@ -14,7 +14,7 @@ from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
 
 
 @click.command("generate")
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint")
 @click.option("-n", "count", type=click.IntRange(min=1, max=4096),
               help="Covers to generate (default 64), or rows of a --sweep grid (default 4).")
 @click.option("--features", metavar="NAME=VALUE,...",
@@ -31,18 +31,29 @@ from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
               help="Write a grid whose columns step FEATURE from its low to its high end, noise fixed per row.")
 @click.option("--sweep-steps", type=click.IntRange(min=2, max=32), default=8, show_default=True,
               help="Columns of a continuous --sweep (a categorical one shows every category).")
+@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0, show_default=True, metavar="PSI",
+              help="Pull latents toward the average latent by PSI (the truncation trick): lower gives more typical, "
+                   "less varied covers.")
+@click.option("--interpolate", "keyframes", type=click.IntRange(2, 64), metavar="K",
+              help="Walk through K random latents and back (slerp): an animated GIF (--out NAME.gif) and/or a "
+                   "folder of frames (--out-dir); -n covers per frame (default 16).")
+@click.option("--frames", type=click.IntRange(1, 240), default=16, show_default=True,
+              help="Frames between two latents of --interpolate.")
+@click.option("--fps", type=click.IntRange(1, 60), default=12, show_default=True, help="Speed of GIFs.")
 @click.option("--upscale", type=click.IntRange(1, MAX_UPSCALE), default=1, show_default=True,
               help="Write the covers this many times larger (resampled: larger files, not more detail).")
 @click.option("--upscale-filter", type=click.Choice(RESAMPLING_FILTERS), default=RESAMPLING_FILTERS[0], show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True,
-              help="Grid image to write.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Grid image to write [default: grid.png; interpolation.gif with --interpolate].")
 @click.option("--out-dir", type=click.Path(file_okay=False),
-              help="Also write each image as its own PNG here, with conditions.csv for conditional models.")
+              help="Also write each image (each frame, with --interpolate) as its own PNG here, with "
+                   "conditions.csv for conditional models.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, upscale,
-                     upscale_filter, out, out_dir, seed, device):
-    """Generate covers from CHECKPOINT's EMA generator, at the size it was trained at (or --upscale'd).
+def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, truncation,
+                     keyframes, frames, fps, upscale, upscale_filter, out, out_dir, seed, device):
+    """Generate covers from CHECKPOINT's EMA generator (a checkpoint, a run folder, RUN@best or RUN@STEP), at
+    the size it was trained at (or --upscale'd).
 
     Conditional checkpoints follow --features, --genre and --track; every feature not given is drawn from the
     training rows that match the given genre and lie nearest to the given values (the 32 nearest), so
@@ -54,11 +65,19 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
 
     if tracks and not track:
         raise GanzooError("--tracks is the file to look --track up in; give --track too")
+    if keyframes and (sweep or features or genre or track):
+        raise GanzooError("--interpolate walks random latents and conditions; it takes no --sweep, --features, "
+                          "--genre or --track")
+    out = out or ("interpolation.gif" if keyframes else "grid.png")
     writable_file(out)
     if out_dir:
         make_folder(out_dir)
     registry = get_registry()
     sampler = load_sampler(checkpoint, resolve_device(device), registry)
+    sampler.truncation = truncation
+    if keyframes:
+        return write_interpolation(sampler, count or 16, keyframes, frames, fps, seed, upscale, upscale_filter, out,
+                                   out_dir)
     request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
     columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
     check_request_fits(sampler.image_size, (count or 4) * columns if sweep else (count or 64), columns, upscale)
@@ -110,3 +129,45 @@ def write_covers(covers, rows, track_id, columns: int, upscale: int, upscale_fil
             write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(covers))
     click.echo(f"wrote {len(covers)} covers of {covers.shape[1] * upscale} px to {out}"
                + (f" and {out_dir}/" if out_dir else ""))
+
+
+def write_interpolation(sampler, count: int, keyframes: int, frames: int, fps: int, seed: int, upscale: int,
+                        upscale_filter: str, out: str, out_dir: str | None) -> None:
+    """``--interpolate``: each frame a grid of ``count`` walking covers, as a GIF (``out`` ending in .gif) and,
+    with ``out_dir``, as numbered PNG frames."""
+    from tqdm import tqdm
+
+    from ganzoo.apps.covers import grid_array, grid_shape, write_gif
+
+    as_gif = out.lower().endswith(".gif")
+    if not as_gif and not out_dir:
+        raise GanzooError(f"--interpolate writes a GIF (--out NAME.gif) or frames (--out-dir); {out} is neither")
+    columns = int(math.ceil(math.sqrt(count)))
+    height, width = grid_shape(count, sampler.image_size * upscale, columns)
+    check_request_fits(sampler.image_size, count, columns, upscale)
+    if as_gif:
+        check_fits_frames(height * width * 3 * keyframes * frames)
+    kept = []
+    walk = sampler.interpolation(count, keyframes, frames, seed)
+    for index, batch in enumerate(tqdm(walk, total=keyframes * frames, desc="frames", unit="frame")):
+        grid = grid_array(batch.permute(0, 2, 3, 1).numpy(), columns, upscale, upscale_filter)
+        if out_dir:
+            from ganzoo.apps.covers import png_bytes
+
+            write_atomically(Path(out_dir) / f"frame_{index:05d}.png", png_bytes(grid))
+        if as_gif:
+            kept.append(grid)
+    if as_gif:
+        write_gif(out, kept, round(1000 / fps))
+    click.echo(f"wrote {keyframes * frames} frames of {count} covers"
+               + (f" to {out}" if as_gif else "") + (f" and {out_dir}/" if as_gif and out_dir else
+                                                       f" to {out_dir}/" if out_dir else ""))
+
+
+def check_fits_frames(total_bytes: int) -> None:
+    """Refuse an animation whose frames cannot all be held in memory."""
+    import torch
+
+    from ganzoo.runtime.memory import check_fits
+
+    check_fits(total_bytes, torch.device("cpu"), "the animation's frames", "ask for fewer covers or frames")

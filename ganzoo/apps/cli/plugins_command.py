@@ -12,12 +12,14 @@ import click
 def plugins_command(as_json):
     """List plugins, their versions and what each registers (with its options' defaults); plugins that failed to
     load are listed with the reason."""
+    from ganzoo.data.sources import describe_sizes
     from ganzoo.registry.loading import get_registry
 
     registry = get_registry()
     click.get_current_context().find_root().command.add_plugin_commands()
     listing = [{"name": info.name, "version": info.version, "error": info.error,
-                "components": [{"kind": c.kind, "name": c.name, "default": c.default, "description": c.description,
+                "components": [{"kind": c.kind, "name": c.name, "default": c.default if isinstance(c.default, bool) else f"at {describe_sizes(c.default)} px",
+                                "description": c.description,
                                 "options": {k: jsonable(v) for k, v in c.option_defaults().items()}}
                                for c in info.components]}
                for info in registry.plugins.values()]
@@ -29,13 +31,11 @@ def plugins_command(as_json):
             if plugin["error"]:
                 click.echo(f"  failed to load: {plugin['error']}")
             for component in plugin["components"]:
-                default = " (default)" if component["default"] else ""
+                default = {True: " (default)", False: ""}.get(component["default"], f" (default {component['default']})")
                 about = f" - {component['description']}" if component["description"] else ""
                 click.echo(f"  {component['kind'].replace('_', ' ')}: {component['name']}{default}{about}")
                 if component["options"]:
                     click.echo("    options: " + ", ".join(f"{k}={v}" for k, v in component["options"].items()))
-    for info in registry.failures():
-        click.echo(f"ganzoo: plugin {info.name!r} failed to load: {info.error}", err=True)
 
 
 def jsonable(value):

@@ -12,7 +12,7 @@ from ganzoo.apps.cli.base import RegistryChoice
 
 
 @click.command("studio")
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback exposes the page to the network.")
@@ -22,8 +22,8 @@ from ganzoo.apps.cli.base import RegistryChoice
               help="The track id plugin that reads --tracks [default: the default one, spotify].")
 @click.option("--device", default="auto", show_default=True)
 def studio_command(checkpoint, port, host, tracks, track_ids, device):
-    """Serve a page with one slider per condition of CHECKPOINT (a checkpoint or run folder) and a grid of
-    covers that follows them."""
+    """Serve a page with one slider per condition of CHECKPOINT (a checkpoint, run folder, RUN@best or RUN@STEP)
+    and a grid of covers that follows them."""
     from werkzeug.serving import make_server
 
     from ganzoo.runtime.context import resolve_device

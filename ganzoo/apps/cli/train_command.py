@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -13,7 +14,9 @@ from ganzoo.api.errors import GanzooError
 
 
 @click.command("train")
-@click.argument("recipe", required=False)
+@click.argument("targets", nargs=-1, metavar="[RECIPE] [DATA]")
+@click.option("--data", "data_name", help="Train on this folder of images, prepared store or dataset plugin "
+                                          "(as DATA).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config field, e.g. --set data.image_size=32 --set options.wgan.n_critic=3.")
@@ -23,71 +26,119 @@ from ganzoo.api.errors import GanzooError
               help="Budget of CPU time (all threads) for this run: the same work on a busy machine.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/RECIPE-TIME].")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this folder.")
-@click.option("--init-from", type=click.Path(exists=True),
-              help="Fine-tune: start from this checkpoint's (or run's) generator, critic and average, with fresh "
-                   "optimisers at step 0 (same architecture, size, width and conditions).")
+@click.option("--init-from", metavar="CHECKPOINT",
+              help="Fine-tune: start from this checkpoint's (run's, RUN@best's, RUN@STEP's) generator, critic and "
+                   "average, with fresh optimisers at step 0; its architecture, size, width, latent size and "
+                   "conditions unless set.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No start banner and no progress bar.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train data-parallel in N local processes (one per GPU, or CPU processes): starts torchrun.")
-def train_command(recipe, config_file, overrides, steps, minutes, cpu_minutes, out, resume, init_from, device, quiet,
-                  nproc):
-    """Train RECIPE, components joined with '+': dcgan+ns+diffaug, wgan+logan, r3gan+rpgan+ada (without one,
-    the config file's recipe or the default recipe the installed plugins declare: `ganzoo plugins`).
+def train_command(targets, data_name, config_file, overrides, steps, minutes, cpu_minutes, out, resume, init_from,
+                  device, quiet, nproc):
+    """Train RECIPE (components joined with '+': dcgan+ns+diffaug, wgan+logan, r3gan+rpgan+ada) on DATA (a
+    folder of images, a prepared store or a dataset plugin), either in either order, both optional.
 
-    Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt to the run
-    folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it stopped.
-    Under torchrun (or --nproc N) schedule.batch_size is per process and rank 0 writes the run folder.
+    What is not set is chosen, and said at the start: the image size from the data's (the largest the recipe
+    builds at or below it, at most 256 px), a batch no larger than the data, and the default recipe for that size
+    (`ganzoo plugins`). Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt
+    to the run folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it
+    stopped. Under torchrun (or --nproc N) schedule.batch_size is per process and rank 0 writes the run folder.
     """
-    from ganzoo.runtime import context
+    if nproc > 1:
+        from ganzoo.runtime.context import launched_by_torchrun
 
-    if nproc > 1 and not context.launched_by_torchrun():
-        sys.exit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                  f"--nproc_per_node={nproc}", "-m", "ganzoo", *without_nproc(sys.argv[1:])]))
+        if not launched_by_torchrun():
+            sys.exit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                      f"--nproc_per_node={nproc}", "-m", "ganzoo", *without_nproc(sys.argv[1:])]))
+    if len(targets) > 2:
+        raise GanzooError(f"train takes at most a recipe and a dataset, got {len(targets)} arguments: "
+                          f"{' '.join(targets)}")
     if resume:
         if init_from:
             raise GanzooError("--init-from starts a new run; --resume continues one: give one of them")
-        if config_file or overrides:
-            raise GanzooError("--resume continues a run with its own config; only --steps, --minutes, "
+        if config_file or overrides or data_name or len(targets) > 1:
+            raise GanzooError("--resume continues a run with its own config and data; only --steps, --minutes, "
                               "--cpu-minutes and --device may change")
-        config, state, run_dir = resumed_config(Path(resume), recipe, steps, minutes, cpu_minutes, device)
+        config, state, run_dir = resumed_config(Path(resume), targets[0] if targets else None, steps, minutes,
+                                                cpu_minutes, device)
+        notes = []
     else:
-        from ganzoo.runtime.config import build_config
+        from ganzoo.runtime.config import gather_settings, validate_config
 
         state = None
         settings = {key: value for key, value in {
-            "recipe": recipe, "model.init_from": init_from, "schedule.steps": steps, "schedule.minutes": minutes,
+            "model.init_from": init_from, "schedule.steps": steps, "schedule.minutes": minutes,
             "schedule.cpu_minutes": cpu_minutes, "system.device": device}.items() if value is not None}
         if (minutes or cpu_minutes) and not steps:
             settings["schedule.steps"] = None
-        config = build_config({}, config_file, overrides, settings)
-        run_dir = Path(out) if out else Path("runs") / f"{(config.recipe or 'default').replace('+', '_')}-" \
+        gathered = gather_settings({}, config_file, overrides, settings)
+        validate_config(gathered)  # a mistake in the config is one line before torch and the plugins load
+        config, notes = complete_config(gathered, targets, data_name)
+        run_dir = Path(out) if out else Path("runs") / f"{config.recipe.replace('+', '_')}-" \
                                                        f"{time.strftime('%Y%m%d-%H%M%S')}"
-    train_and_report(config, run_dir, state, quiet)
+    train_and_report(config, run_dir, state, quiet, notes)
+
+
+def complete_config(gathered: dict, targets: tuple[str, ...], data_name: str | None):
+    """The config of a new run: the positional RECIPE and DATA (told apart by what exists: a folder or store,
+    or a dataset plugin's name, is DATA) and ``--data`` over the gathered settings, then what the user did not
+    set chosen from the data and the ``--init-from`` source. Returns the config and one line per choice."""
+    from ganzoo.engine.defaults import fill_in
+    from ganzoo.registry.loading import get_registry
+    from ganzoo.runtime.config import set_value, validate_config
+
+    registry = get_registry()
+    recipe, data = None, data_name
+    for target in targets:
+        if Path(target).exists() or target in registry.components["dataset"]:
+            if data is not None:
+                raise GanzooError(f"two datasets given: {data!r} and {target!r}")
+            data = target
+        elif recipe is not None:
+            raise GanzooError(f"two recipes given: {recipe!r} and {target!r} (a dataset is an existing folder or "
+                              f"store, or one of: {', '.join(registry.names('dataset'))})")
+        else:
+            recipe = target
+    if recipe is not None:
+        gathered["recipe"] = recipe
+    if data is not None:
+        set_value(gathered, "data.name", data)
+    settings, notes = fill_in(gathered, registry)
+    return validate_config(settings), notes
 
 
 def resumed_config(run_dir: Path, recipe: str | None, steps, minutes, cpu_minutes, device):
-    """The config, checkpoint and folder of a run to continue: its own config, with the budget given now (the
-    run's steps and device unless given again; no time budget unless given again)."""
+    """The config, checkpoint and folder of a run to continue: its own config, with the budget given now, or
+    without one, what is left of the budget the run was started with."""
     from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint
+    from ganzoo.engine.run_state import remaining_budget
 
     state = load_checkpoint(run_dir)
     config = checkpoint_config(state, run_dir / "checkpoint.pt")
     if recipe and recipe != config.recipe:
         raise GanzooError(f"{run_dir} trains {config.recipe!r}, not {recipe!r}")
-    schedule = config.schedule.model_copy(update={"steps": steps or config.schedule.steps, "minutes": minutes,
-                                                  "cpu_minutes": cpu_minutes})
+    if steps or minutes or cpu_minutes:
+        budget = {"steps": steps or config.schedule.steps, "minutes": minutes, "cpu_minutes": cpu_minutes}
+    else:
+        budget = remaining_budget(state, config, run_dir)
+    schedule = config.schedule.model_copy(update=budget)
     system = config.system.model_copy(update={"device": device or config.system.device})
     return config.model_copy(update={"schedule": schedule, "system": system}), state, run_dir
 
 
-def train_and_report(config, run_dir: Path, state, quiet: bool) -> None:
-    """Train, then say where the run stopped and what it wrote; Ctrl-C exits with code 130."""
+def train_and_report(config, run_dir: Path, state, quiet: bool, notes: list[str]) -> None:
+    """Train (after a start banner), then say where the run stopped and what it wrote; Ctrl-C exits with code
+    130."""
     from ganzoo.engine.training import run_training
     from ganzoo.runtime import context
 
+    def announce(start: dict) -> None:
+        if not quiet:
+            click.echo(banner(start, notes), err=True)
+
     try:
-        summary = run_training(config, run_dir, resume=state, progress=not quiet)
+        summary = run_training(config, run_dir, resume=state, progress=not quiet, announce=announce)
     except KeyboardInterrupt:
         saved = "the last checkpoint is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint yet"
         click.echo(f"Aborted: {saved}.", err=True)
@@ -102,6 +153,30 @@ def train_and_report(config, run_dir: Path, state, quiet: bool) -> None:
                f"  samples:    {summary['samples']}")
     if summary["stopped_by"] == "interrupt":
         sys.exit(130)
+
+
+def banner(start: dict, notes: list[str]) -> str:
+    """The start banner: what trains where, on what, with how many weights, for how long, chosen how, and the
+    command that continues it."""
+    frozen = f" (+{start['frozen_parameters'] / 1e6:.2f}M frozen)" if start["frozen_parameters"] else ""
+    threads = f", {start['threads']} threads" if start["device"] == "cpu" else ""
+    ranks = f", {start['world_size']} processes" if start["world_size"] > 1 else ""
+    limits = ([f"{start['steps']:,} step{'s' * (start['steps'] != 1)}"] if start["steps"] else []) + [
+        f"{start[key]:g} {label}" for key, label in (("minutes", "minutes"), ("cpu_minutes", "CPU minutes"))
+        if start[key]]
+    budget = " or ".join(limits) + (", whichever comes first" if len(limits) > 1 else "")
+    where = f" from step {start['step']:,}" if start["step"] else ""
+    lines = [f"ganzoo: training {start['recipe']} in {start['run_dir']}{where}",
+             f"  data:      {start['data']}: {start['images']:,} images at {start['image_size']} px, batches of "
+             f"{start['batch_size']}",
+             f"  device:    {start['device']}{threads}{ranks}",
+             f"  networks:  generator {start['generator_parameters'] / 1e6:.2f}M parameters, critic "
+             f"{start['critic_parameters'] / 1e6:.2f}M{frozen}",
+             f"  budget:    {budget}"]
+    lines += [f"  chosen:    {note}" for note in notes]
+    lines.append(f"  continue:  ganzoo train --resume {shlex.quote(start['run_dir'])} (after Ctrl-C, or to train "
+                 "further with --steps N)")
+    return "\n".join(lines)
 
 
 def without_nproc(args: list[str]) -> list[str]:
