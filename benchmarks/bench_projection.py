@@ -23,7 +23,7 @@ def projection_distances(run: Path, held_out: str, count: int, steps: int, seed:
     device = torch.device("cpu")
     sampler = toolkit.load_sampler(run, device)
     critic = toolkit.trained_critic(run, device)
-    data = toolkit.training_data(held_out)
+    data = toolkit.load_store(held_out) if (Path(held_out) / "manifest.json").is_file() else toolkit.training_data(held_out)
     picked = np.random.default_rng(seed).permutation(len(data.images))[:count]
     rows = []
     for index in picked:
@@ -38,7 +38,7 @@ def projection_distances(run: Path, held_out: str, count: int, steps: int, seed:
 
 def main() -> None:
     parser = runs_parser(__doc__)
-    parser.add_argument("--held-out", help="a store of covers the runs never trained on")
+    parser.add_argument("--held-out", help="a store of covers the runs never trained on (or a run: its training data)")
     parser.add_argument("-n", "--count", type=int, default=8)
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()

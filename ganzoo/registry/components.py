@@ -244,8 +244,10 @@ class Registry:
 
     def recipe(self, text: str | None, image_size: int | None = None) -> Recipe:
         """Resolve a ``+``-joined recipe into one architecture, one loss, an optional latent optimiser and any
-        number of auxiliary objectives and augmentations (None: the default recipe at ``image_size``); a recipe
-        that names no architecture gets the default one at that size."""
+        number of auxiliary objectives and augmentations (None: the default recipe at ``image_size``). A recipe
+        that names no architecture gets the first architecture registered as a default at any size (``dcgan``
+        among the built-ins), whatever the size, so that a recipe text means the same networks at every size
+        and in every checkpoint."""
         text = text if text is not None else self.default_recipe(image_size)
         by_name = {name: c for kind in RECIPE_KINDS for name, c in self.components[kind].items()}
         chosen: dict[str, list[Component]] = {kind: [] for kind in RECIPE_KINDS}
@@ -264,7 +266,7 @@ class Registry:
             losses = ", ".join(sorted(self.components["loss"])) or "none installed"
             raise GanzooError(f"recipe {text!r} names no adversarial loss; add one of: {losses}")
         if not chosen["architecture"]:
-            chosen["architecture"] = [self.default("architecture", image_size)]
+            chosen["architecture"] = [self.default("architecture")]
         return Recipe(text=text, parts=chosen)
 
     def failures(self) -> list[PluginInfo]:

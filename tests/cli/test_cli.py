@@ -73,7 +73,7 @@ def test_resume_rejects_config_changes(tmp_path):
                          tmp_path / "default", "--quiet")
     assert default.returncode == 0, default.stderr  # no recipe: the default one
     assert json.loads((tmp_path / "default" / "config.json").read_text())["recipe"] == \
-        get_registry().default_recipe() == "dcgan+ns+diffaug"
+        get_registry().default_recipe(32) == "dcgan+ns+diffaug"
 
 
 def test_recipe_argument_overrides_the_config_file(tmp_path):

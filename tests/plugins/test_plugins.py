@@ -144,9 +144,9 @@ def test_defaults_can_depend_on_the_image_size(monkeypatch):
                              "big": SizedDefaults("big", range(64, 257))})
     assert registry.default_recipe(32) == "smallarch+smallloss+diffaug"
     assert registry.default_recipe(128) == "bigarch+bigloss+diffaug"
-    assert registry.recipe("bigloss", 32).architecture.name == "smallarch"
-    with pytest.raises(GanzooError, match="no installed plugin provides a default architecture at 512 px"):
-        registry.recipe("bigloss", 512)
+    assert registry.recipe("bigloss", 128).architecture.name == "smallarch"  # a recipe means one network
+    with pytest.raises(GanzooError, match="no installed plugin provides a default loss"):
+        registry.default_recipe(512)
 
 
 def test_two_defaults_at_one_size_are_an_error_naming_the_size(monkeypatch):
