@@ -61,10 +61,11 @@ class BatchSampler:
         return self.context.rank_slice(batch) if self.context else batch
 
 
-def unmirror(indices: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sampler indices into a dataset of ``count`` rows that may be mirrored (indices up to 2 x ``count``:
-    ``count + i`` is row i flipped left to right) as (rows, which to flip; None when nothing is mirrored)."""
-    if not bool((indices >= count).any()):
+def unmirror(indices: torch.Tensor, count: int, sampled: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Indices of a sampler over ``sampled`` rows into a dataset of ``count`` rows, mirrored when ``sampled`` is
+    twice ``count`` (``count + i`` is row i flipped left to right), as (rows, which to flip; None when the data is
+    not mirrored). Decided from the counts, so that indices on the device are never read back."""
+    if sampled == count:
         return indices, None
     return indices % count, indices >= count
 
@@ -92,7 +93,7 @@ class ResidentBatches:
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next real batch (float, [-1, 1]) and its conditions."""
-        indices, flips = unmirror(self.sampler.next(), self.count)
+        indices, flips = unmirror(self.sampler.next(), self.count, self.sampler.count)
         images = flipped(to_float(self.images[indices], self.context.device, self.memory_format), flips)
         return images, self.conditions[indices] if self.conditions is not None else None
 
@@ -132,7 +133,7 @@ class StreamedBatches:
             read_ahead(part)
 
     def _read(self, indices: torch.Tensor):
-        indices, flips = unmirror(indices, self.count)
+        indices, flips = unmirror(indices, self.count, self.sampler.count)
         rows = indices.numpy()
         images = torch.from_numpy(self.images[rows])
         conditions = self.encode_rows(rows)
