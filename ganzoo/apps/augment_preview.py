@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ganzoo.api.errors import GanzooError
-from ganzoo.data.loader import flipped
+from ganzoo.data.loader import flipped, unmirror
 from ganzoo.data.sources import open_dataset
 from ganzoo.engine.defaults import fill_in
 from ganzoo.registry.components import blame
@@ -34,10 +34,10 @@ def augmentation_grid(source: str, recipe: str | None, size: int | None, options
     augmentations = {c.name: registry.create("augmentation", c.name, options.get(c.name)) for c in chosen}
     data = open_dataset(source, size, registry, options, wanted=count)
     generator = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(len(data.images) * (2 if mirror else 1), generator=generator)[:count]
-    flips = rows >= len(data.images) if mirror else None
-    images = flipped(to_float(torch.from_numpy(np.ascontiguousarray(data.images[(rows % len(data.images)).numpy()])),
-                              torch.device("cpu")), flips)
+    sampled = len(data.images) * (2 if mirror else 1)
+    rows, flips = unmirror(torch.randperm(sampled, generator=generator)[:count], len(data.images), sampled)
+    images = flipped(to_float(torch.from_numpy(np.ascontiguousarray(data.images[rows.numpy()])), torch.device("cpu")),
+                     flips)
     torch.manual_seed(seed)
     columns = [images]
     for _ in range(variants):
