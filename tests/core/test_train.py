@@ -144,6 +144,21 @@ def test_generator_average_warms_up_and_reads_nothing_back():
     assert restored.updates == 4
 
 
+
+def test_a_decay_of_zero_keeps_the_generator_itself():
+    """The quick start's setting: its samples are the generator's own weights, to the bit."""
+    from torch import nn
+
+    from ganzoo.engine.model import GeneratorAverage
+
+    generator = nn.Linear(3, 3)
+    average = GeneratorAverage(generator, decay=0.0)
+    for seed in range(3):
+        with torch.no_grad():
+            generator.weight.copy_(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
+        average.update(generator)
+        assert torch.equal(average.module.weight, generator.weight)
+
 def test_cpu_minutes_budget_stops_early(tmp_path):
     summary = run_training(tiny_config(schedule={"steps": None, "cpu_minutes": 0.02}), tmp_path / "run", progress=False)
     assert summary["stopped_by"] == "minutes" and summary["step"] >= 1
