@@ -287,7 +287,7 @@ def test_unconditional_checkpoints_refuse_condition_flags(tmp_path):
 def test_acgan_covers_learn_to_follow_valence(tmp_path):
     """A short real training run: covers asked for a higher valence measure a higher valence (synthcovers' hue)."""
     config = build_config({
-        "recipe": "acgan+wgan", "data": {"image_size": 32},
+        "recipe": "acgan+wgan", "data": {"image_size": 16},
         "model": {"width": 16, "latent_dim": 32, "conditions": ["audio-features"]},
         "schedule": {"batch_size": 32, "steps": LEARNING_STEPS, "log_every": 50, "sample_every": 10 ** 6,
                      "checkpoint_every": 10 ** 6},
@@ -295,7 +295,7 @@ def test_acgan_covers_learn_to_follow_valence(tmp_path):
                     "synthcovers": {"count": 1024}}})
     run_training(config, tmp_path / "run", progress=False)
     sampler = load_sampler(tmp_path / "run", torch.device("cpu"))
-    cond = condition_fidelity(sampler, 256, 0, synthcovers(1024, 32))
+    cond = condition_fidelity(sampler, 256, 0, synthcovers(1024, 16))
     assert cond["valence"]["spearman"] > 0.5, cond  # chance: about 0 +- 0.06 for 256 covers
 
 
