@@ -47,7 +47,8 @@ def train_run(row: str, seed: int, args) -> Path:
     run = args.work / f"{slug(row)}-seed{seed}"
     budget = ["--minutes", args.minutes] if args.minutes else ["--cpu-minutes", args.cpu_minutes]
     if train_once(run, recipe, "--set", f"data.name={args.split / 'train'}", "--set", f"data.image_size={args.size}",
-                  "--set", f"model.width={args.width}", "--set", f"system.seed={seed}", "--set", "schedule.sample_every=100000",
+                  *(["--set", f"model.width={args.width}"] if args.width else []), "--set", f"system.seed={seed}",
+                  "--set", "schedule.sample_every=100000",
                   "--set", "schedule.checkpoint_every=500", "--set", "schedule.log_every=50", *set_flags(args.set),
                   *settings_flags(settings), *budget, "--device", args.device, "--quiet", threads=args.threads):
         print(f"trained {run.name} in {float((run / 'wall_seconds.txt').read_text()):.0f} s", file=sys.stderr,
@@ -87,7 +88,8 @@ def main():
     parser.add_argument("--recipes", nargs="+", default=["dcgan+wgan", "resnet+hinge+diffaug", "r3gan+rpgan+ada"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--width", type=int, help="model.width of every run (default: each recipe's own, as "
+                                                  "`ganzoo train` chooses it on this device)")
     parser.add_argument("--cpu-minutes", type=float, default=20)
     parser.add_argument("--minutes", type=float, help="a wall-clock budget instead (for a GPU)")
     parser.add_argument("--device", default="cpu")

@@ -200,6 +200,27 @@ def register_track_ids(register):
 
 
 @hookspec
+def register_recipes(register):
+    """Register the settings a recipe was published with (its paper's code), and those it was measured best
+    with on a CPU and on a GPU. ``ganzoo train`` applies them where the user sets nothing else (``--set``,
+    a config file and ``--init-from``'s inherited settings always win) and says so in its start banner.
+
+    ``register(recipe, *, settings=None, cpu=None, gpu=None, source="", leaves_noise=None)``: ``recipe`` names
+    components joined
+    with '+'; its settings apply to every run whose recipe holds all of them (the architecture counts also when
+    a recipe leaves it implicit), and the more components a registration names, the later it applies, so a
+    specific registration refines a general one. ``settings`` maps dotted config keys to values
+    (``{"options.hinge.n_critic": 1}``); ``cpu`` and ``gpu`` add to them or replace them on that kind of device;
+    ``source`` says where the values come from; ``leaves_noise`` maps image sizes to the generator steps after
+    which the recipe's sample grids left the noise phase at its CPU settings, as measured, which ``ganzoo train``
+    compares its budget with::
+
+        register("fastgan+projected+hinge", settings={"options.hinge.n_critic": 1}, cpu={"model.width": 16},
+                 source="Projected GAN (Sauer et al. 2021), train.py")
+    """
+
+
+@hookspec
 def register_commands(register):
     """Add command-line commands.
 

@@ -218,6 +218,11 @@ class AdversarialLoss(Stateful, ABC):
     def generator_terms(self, batch: Batch) -> Terms:
         """Terms the generator minimises."""
 
+    def follow_schedule(self, images: int) -> None:
+        """Called before every training step with the images the generator has made so far (all processes
+        together: steps x batch x processes), for a loss whose settings follow a schedule (R3GAN's learning rate,
+        beta2 and gamma). The default follows none."""
+
 
 class LatentOptimiser(Stateful, ABC):
     """Moves latents before they are used, as LOGAN does. ``applies_to`` names the phases that use the result:
@@ -258,6 +263,11 @@ class Augmentation(Stateful, ABC):
 
     def observe(self, batch: Batch) -> None:
         """Called after every critic update with its record (ADA reads the overfitting signal here)."""
+
+    def follow_schedule(self, images: int) -> None:
+        """Called before every training step with the images the generator has made so far (all processes
+        together), for an augmentation whose strength follows a schedule (R3GAN's fixed probability schedule).
+        The default follows none."""
 
     def statistics(self) -> dict[str, float]:
         """Values to log beside the loss terms (ADA's probability)."""
@@ -328,6 +338,9 @@ class ImageData:
     population: Metadata | None = None
     """Set when the rows are one DDP rank's shards of a sharded store: the whole store's metadata table, which
     conditions are fitted on so that every rank encodes them alike. Each rank samples its own rows."""
+    preparation: dict | None = None
+    """What preparing a folder of images into this data reported (files kept, dropped and fixed, by reason), when
+    the data came from one."""
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:

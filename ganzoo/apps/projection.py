@@ -76,7 +76,8 @@ def project(sampler: Sampler, critic: Critic | None, target: torch.Tensor, steps
     rows = sampler.rows_for({}, candidates, seed, nearest=False) if sampler.conditions else None
     with torch.no_grad():
         scores = torch.cat([distance(generator(latents[i:i + 16], condition(sampler, rows, slice(i, i + 16))))
-                            ["total"] for i in range(0, candidates, 16)])
+                            ["total"] for i in tqdm(range(0, candidates, 16), desc=f"1/2 choosing the best of "
+                                                    f"{candidates} latents", unit="batch of 16", disable=not progress)])
     best = int(scores.argmin())
     chosen = {k: v[best:best + 1] for k, v in rows.items()} if rows is not None else None
     c = encode(sampler.conditions, chosen, device) if chosen is not None else None
@@ -84,7 +85,7 @@ def project(sampler: Sampler, critic: Critic | None, target: torch.Tensor, steps
     optimiser = torch.optim.Adam([z], lr=learning_rate)
     with torch.no_grad():
         start = {k: float(v) for k, v in distance(generator(z, c)).items()}
-    for _ in tqdm(range(steps), desc="projecting", unit="step", disable=not progress):
+    for _ in tqdm(range(steps), desc="2/2 projecting", unit="step", disable=not progress):
         loss = distance(generator(z, c))["total"].sum()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -22,6 +22,7 @@ from ganzoo.data.prepare import BadImage, clean_image, list_files, prepare
 from ganzoo.data.sources import open_dataset
 from ganzoo.data.store import derived_store, load_store, write_metadata_csv, write_rows, write_store
 from ganzoo.engine.conditioning import requested_rows
+from ganzoo.engine.model import refresh_spectral_norms
 from ganzoo.engine.plan import RunPlan, plan_networks, plan_run
 from ganzoo.engine.run_state import checkpoint_networks
 from ganzoo.engine.sampling import Sampler, load_sampler
@@ -39,7 +40,7 @@ __all__ = [
     "Sampler", "StreamedBatches", "TrainConfig", "Trainer", "batches_of", "build_config", "checkpoint_config",
     "checkpoint_parameters", "clean_image", "config", "cover_signature", "derived_store", "export_store", "extract", "extractor",
     "features", "get_registry", "list_files", "load_checkpoint", "load_plugins", "load_sampler", "load_store",
-    "open_dataset", "plan_run", "prepare", "project", "read_ahead", "requested_rows", "resolve_device", "run_bench",
+    "open_dataset", "plan_run", "prepare", "project", "read_ahead", "refresh_spectral_norms", "requested_rows", "resolve_device", "run_bench",
     "run_training", "set_up", "store_subset", "studio_app", "to_float", "to_uint8", "trained_critic", "training_data",
     "write_cover_folder", "write_metadata_csv", "write_rows", "write_store",
 ]

@@ -361,5 +361,21 @@ def fingerprint_file(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def describe_report(report: dict) -> list[str]:
+    """What preparing a folder did, as lines: files kept, dropped and fixed by reason, metadata matched."""
+    lines = [f"kept {report['kept']} of {report['files']} files"]
+    if report["dropped"]:
+        lines.append(f"dropped: {format_counts(report['dropped'])}")
+    if report["fixed"]:
+        lines.append(f"fixed: {format_counts(report['fixed'])}")
+    if report.get("metadata"):
+        lines.append(f"metadata {report['metadata']}: {report['files_without_metadata_row']} files without a row, "
+                     f"{report['metadata_rows_without_image']} rows without an image")
+    if report.get("where"):
+        chosen = report["where"]
+        lines.append(f"where {' and '.join(chosen['expressions'])}: {chosen['matching']} of {chosen['rows']} rows")
+    return lines
+
+
 def format_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))

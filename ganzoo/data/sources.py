@@ -95,10 +95,11 @@ def open_source(source: DataSource, image_size: int, wanted: int | None = None, 
     if source.is_plugin:
         data = load_plugin_dataset(source, image_size, wanted)
     else:
-        path = Path(source.name)
+        path, report = Path(source.name), None
         if not is_store(path):
-            path, _ = prepare(path, size=image_size, progress=progress)
+            path, report = prepare(path, size=image_size, progress=progress)
         data = load_store(path, ranks)
+        data.preparation = report
     size = data.images.shape[1]
     if size != image_size:
         raise GanzooError(f"dataset {source.name!r} holds {size} px images but data.image_size is {image_size}; "

@@ -86,6 +86,7 @@ class Bookkeeping:
         self.interval_start, self.interval_steps = time.perf_counter(), 0
         self.bar = tqdm(total=config.schedule.steps, initial=progress_state.step, desc=config.recipe, unit="step",
                         disable=not progress, dynamic_ncols=True)
+        self.shown = False
 
     def after_step(self, critic_terms: Terms, generator_terms: Terms) -> None:
         config, step = self.config, self.state.step
@@ -93,6 +94,8 @@ class Bookkeeping:
         self.bar.update(1)
         if step % config.schedule.log_every == 0:
             self.log_metrics(critic_terms, generator_terms)
+        elif not self.shown:  # the bar shows losses from the run's first step on
+            self.show(term_values(critic_terms, generator_terms), None)
         if step % config.schedule.sample_every == 0:
             self.write_samples()
         snapshot = bool(config.schedule.snapshot_every) and step % config.schedule.snapshot_every == 0
@@ -142,19 +145,31 @@ class Bookkeeping:
     def log_metrics(self, critic_terms: Terms, generator_terms: Terms) -> None:
         """One metrics.jsonl row: each term by name (this rank's), augmentation statistics, throughput."""
         elapsed = time.perf_counter() - self.interval_start
-        values = {f"critic/{k}": v.item() for k, v in critic_terms.items()}
-        values |= {f"generator/{k}": v.item() for k, v in generator_terms.items()}
+        values = term_values(critic_terms, generator_terms)
         for name, augmentation in self.plan.augmentations.items():
             values |= {f"{name}/{k}": float(v) for k, v in augmentation.statistics().items()}
         values["critic_images_per_s"] = (self.interval_steps * self.model.loss.n_critic * self.config.schedule.batch_size
                                          * self.context.ranks.world_size / elapsed)
         values["elapsed_s"] = time.perf_counter() - self.started
         self.log.scalars(self.state.step, values)
+        self.show(values, values["critic_images_per_s"])
+        self.interval_start, self.interval_steps = time.perf_counter(), 0
+
+    def show(self, values: dict[str, float], images_per_s: float | None) -> None:
+        """The latest losses (summed per phase), throughput and time left, beside the progress bar."""
         time_left = {name: tqdm.format_interval(seconds) for name, seconds in self.budget.left().items()} if self.budget else {}
+        speed = {"img_s": f"{images_per_s:.0f}"} if images_per_s is not None else {}
         self.bar.set_postfix(D=f"{sum(v for k, v in values.items() if k.startswith('critic/')):.3f}",
                              G=f"{sum(v for k, v in values.items() if k.startswith('generator/')):.3f}",
-                             img_s=f"{values['critic_images_per_s']:.0f}", **time_left)
-        self.interval_start, self.interval_steps = time.perf_counter(), 0
+                             **speed, **time_left)
+        self.shown = True
+
+    def expect(self, final_step: int | None) -> None:
+        """Give the bar the step a time budget will reach, once the pace is known, so it shows progress and time
+        left."""
+        if final_step is not None and self.bar.total is None:
+            self.bar.total = final_step
+            self.bar.refresh()
 
     def write_samples(self) -> None:
         """The fixed-noise grid of the generator's average; its own random numbers (a generator that draws noise
@@ -189,6 +204,12 @@ class Bookkeeping:
         self.write_samples()
         self.save()
         self.log.close()
+
+
+def term_values(critic_terms: Terms, generator_terms: Terms) -> dict[str, float]:
+    """Each loss term as a number, named ``critic/NAME`` or ``generator/NAME`` (reads them back from the device)."""
+    values = {f"critic/{k}": v.item() for k, v in critic_terms.items()}
+    return values | {f"generator/{k}": v.item() for k, v in generator_terms.items()}
 
 
 def best_so_far(plan: RunPlan, run_dir: Path) -> tuple[str | None, bool, float | None]:

@@ -12,12 +12,14 @@ from ganzoo.api.errors import GanzooError
 from ganzoo.data.prepare import prepare
 from ganzoo.data.sources import DataSource, Survey, resolve_source, survey
 from ganzoo.data.store import is_store, read_manifest
-from ganzoo.registry.components import Component, Registry
+from ganzoo.registry.components import Component, Recipe, Registry
 from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint
 from ganzoo.runtime.config import TrainConfig, given, set_value
 
-LARGEST_DEFAULT_SIZE = 256
-"""Larger images train at this size unless ``data.image_size`` says otherwise (a 512 px run on a CPU takes days)."""
+LARGEST_DEFAULT_SIZE = {"cpu": 64, "gpu": 256}
+"""Larger images train at this size unless ``data.image_size`` says otherwise: on a CPU, the largest size whose
+default recipe the CPU leaderboard trained past the noise phase in minutes (a 256 px step takes minutes on two
+cores); on a GPU, cover size (a 512 px run takes days)."""
 SMALLEST_SIZE = 8
 INHERITED = ("data.image_size", "model.width", "model.latent_dim", "model.conditions")
 """What a run started with ``--init-from`` takes from its source unless set (with the source's architecture)."""
@@ -35,17 +37,48 @@ def fill_in(settings: dict[str, Any], registry: Registry) -> tuple[dict[str, Any
     found = survey(source)
     if not given(settings, "data.image_size"):
         notes += choose_image_size(settings, found, registry)
+    size = settings.get("data", {}).get("image_size", default_setting("data.image_size"))
     if not given(settings, "recipe"):
-        size = settings.get("data", {}).get("image_size", default_setting("data.image_size"))
         settings["recipe"] = registry.default_recipe(size)
         notes.append(f"recipe {settings['recipe']} (the default at {size} px: `ganzoo plugins`)")
-    batch_size = default_setting("schedule.batch_size")
-    if found.count is not None and found.count < batch_size and not given(settings, "schedule.batch_size"):
+    batch_given = given(settings, "schedule.batch_size")
+    notes += apply_recipe_settings(settings, registry.recipe(settings["recipe"], size), registry)
+    batch_size = settings.get("schedule", {}).get("batch_size", default_setting("schedule.batch_size"))
+    if found.count is not None and found.count < batch_size and not batch_given:
         count = counted(source, settings["data"].get("image_size", default_setting("data.image_size")))
         if count < batch_size:
             set_value(settings, "schedule.batch_size", count)
             notes.append(f"batch size {count} (the data holds {count} images)")
     return settings, notes
+
+
+def device_kind(settings: dict[str, Any]) -> str:
+    """``"cpu"`` or ``"gpu"``: the kind of device a run with these settings trains on."""
+    import torch
+
+    device = settings.get("system", {}).get("device", default_setting("system.device"))
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu" if str(device).startswith("cpu") else "gpu"
+
+
+def apply_recipe_settings(settings: dict[str, Any], recipe: Recipe, registry: Registry) -> list[str]:
+    """The settings plugins registered for ``recipe`` on this run's kind of device (``register_recipes``), set
+    where ``settings`` sets nothing; a line per registration that set something."""
+    kind = device_kind(settings)
+    chosen: dict[str, tuple[Any, Any]] = {}
+    for registration in registry.recipe_settings(recipe):
+        chosen.update({key: (value, registration) for key, value in registration.on(kind).items()
+                       if not given(settings, key)})
+    notes = []
+    for registration in registry.recipe_settings(recipe):
+        mine = [f"{key}={value}" for key, (value, source) in chosen.items() if source is registration]
+        if mine:
+            where = f" ({registration.source})" if registration.source else ""
+            notes.append(f"{registration.recipe}'s settings{where}: " + ", ".join(mine))
+    for key, (value, _) in chosen.items():
+        set_value(settings, key, value)
+    return notes
 
 
 def counted(source: DataSource, image_size: int) -> int:
@@ -101,7 +134,9 @@ def choose_image_size(settings: dict[str, Any], found: Survey, registry: Registr
     """The largest size at or below the data's (at most ``LARGEST_DEFAULT_SIZE``) that the recipe (or, with none
     given, the default recipe for that size) builds and the data gives; the smallest buildable size above it
     when there is none."""
-    target = min(found.image_size or default_setting("data.image_size"), LARGEST_DEFAULT_SIZE)
+    kind = device_kind(settings)
+    largest = LARGEST_DEFAULT_SIZE[kind]
+    target = min(found.image_size or default_setting("data.image_size"), largest)
     candidates = [*range(target, SMALLEST_SIZE - 1, -1), *range(target + 1, 4097)]
     recipe = settings.get("recipe")
     if recipe:
@@ -121,7 +156,7 @@ def choose_image_size(settings: dict[str, Any], found: Survey, registry: Registr
     set_value(settings, "data.image_size", size)
     if found.image_size is None:
         return [f"image size {size} px"]
-    why = (f"capped at {LARGEST_DEFAULT_SIZE}: set data.image_size for more" if size == LARGEST_DEFAULT_SIZE < found.image_size
+    why = (f"at most {largest} px on a {kind.upper()}: set data.image_size for more" if size == largest < found.image_size
            else "the largest size at or below it that the recipe builds" if size != found.image_size else "the data's")
     return [f"image size {size} px (the data's images are {found.image_size} px; {why})"]
 

@@ -5,6 +5,7 @@ weights (``check_init_source``, ``initialise_from``)."""
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,7 @@ def build_model(plan: RunPlan, data: ImageData, context: RunContext, condition_s
     freeze_critic_blocks(plan, critic, config.model.freeze_critic_blocks)
     with blame(plan.label(plan.recipe.loss.name), "failed to make its optimisers"):
         optimiser_g, optimiser_d = plan.loss.optimisers(generator, critic)
-    ema = GeneratorAverage(generator, config.model.ema_decay)
+    ema = GeneratorAverage(generator, config.model.ema_decay, half_life(config, context.ranks.world_size))
     return Model(plan, spec, generator, critic, conditions, optimiser_g, optimiser_d, ema)
 
 
@@ -229,44 +230,112 @@ def check_training_fits(plan: RunPlan, spec: ArchitectureSpec, device: torch.dev
                "lower batch_size, model.width or model.latent_dim")
 
 
+def half_life(config, world_size: int) -> HalfLife | None:
+    """The average's half-life in images, when the config gives one (``model.ema_kimg``)."""
+    model = config.model
+    if model.ema_kimg is None:
+        return None
+    ramp = None if model.ema_ramp_kimg is None else model.ema_ramp_kimg * 1000
+    return HalfLife(model.ema_kimg * 1000, model.ema_rampup, ramp, config.schedule.batch_size * world_size)
+
+
+@dataclass(frozen=True)
+class HalfLife:
+    """An average whose decay follows from a half-life in images (stylegan2-ada's ``ema_kimg``): after an update
+    of ``batch`` images the old average keeps 0.5 ** (batch / half-life) of its weight. Early weights fade
+    quickly when the half-life ramps up: at most ``rampup`` x the images seen so far (stylegan2-ada, Projected
+    GAN), or growing from 0 along a half cosine over ``ramp_images`` (R3GAN)."""
+
+    images: float
+    rampup: float | None
+    ramp_images: float | None
+    batch: int
+
+    def decay(self, updates: int) -> float:
+        seen, images = updates * self.batch, self.images
+        if self.rampup is not None:
+            images = min(images, seen * self.rampup)
+        if self.ramp_images is not None:
+            images *= 0.5 * (1 - math.cos(math.pi * min(seen / self.ramp_images, 1.0)))
+        return 0.5 ** (self.batch / max(images, 1e-8))
+
+
 class GeneratorAverage(nn.Module):
-    """An exponential moving average of the generator's weights and buffers, used for samples and ``generate``.
+    """An exponential moving average of the generator's parameters, used for samples and ``generate``.
+
+    Parameters are averaged; buffers (batch norm's running statistics) are copied from the generator, as
+    Projected GAN and stylegan2-ada do. A spectrally normalised layer divides its weight by sigma = u . W v with
+    its own vectors u, v, which are unit singular vectors of the weight they were estimated for: an average of
+    such vectors is not one (it is shorter), so averaging them would underestimate sigma and blow the weight up.
+    The average's vectors are instead copied from the generator and then refined by a power iteration on the
+    averaged weight (``refresh_spectral_norms``), so the average divides by its own largest singular value.
 
     The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early random weights fade out of
-    short runs instead of dominating them; the first update copies. Its state dict is torch's AveragedModel's
+    short runs instead of dominating them; or, given a ``half_life``, it follows from the images each update
+    adds. The first update copies. Its state dict is torch's AveragedModel's
     (``module.*`` and ``n_averaged``); unlike AveragedModel it counts updates on the host, so an update reads
     nothing back from the device (AveragedModel tests its device counter twice per update, a host sync each
-    time on a GPU), and it averages all tensors of a dtype in one ``_foreach_lerp_``.
+    time on a GPU), and it averages all parameters of a dtype in one ``_foreach_lerp_``.
     """
 
-    def __init__(self, generator: Generator, decay: float):
+    def __init__(self, generator: Generator, decay: float, half_life: HalfLife | None = None):
         super().__init__()
         self.module = copy.deepcopy(generator).requires_grad_(False)
         self.decay = decay
+        self.half_life = half_life
         self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long, device=first_device(generator)))
         self.updates = 0
 
     @torch.no_grad()
     def update(self, generator: Generator) -> None:
-        averaged = [*self.module.parameters(), *self.module.buffers()]
-        current = [t.detach() for t in (*generator.parameters(), *generator.buffers())]
-        if self.updates == 0:
+        averaged, current = list(self.module.parameters()), [p.detach() for p in generator.parameters()]
+        decay = self.current_decay()
+        if self.updates == 0 or decay == 0:
             torch._foreach_copy_(averaged, current)
         else:
-            weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+            weight = 1 - decay
             floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
             if floats:
                 torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
-            for a, c in zip(averaged, current):
-                if not a.is_floating_point():
-                    a.copy_(c)
+        buffers = list(self.module.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, [b.detach() for b in generator.buffers()])
+        if self.updates and decay:
+            refresh_spectral_norms(self.module)
         self.updates += 1
         self.n_averaged.fill_(self.updates)
+
+    def current_decay(self) -> float:
+        """The share of the old average the next update keeps."""
+        if self.half_life is not None:
+            return self.half_life.decay(self.updates)
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict, assign)
         self.updates = int(self.n_averaged)
         return result
+
+
+@torch.no_grad()
+def refresh_spectral_norms(module: nn.Module, iterations: int | None = None) -> None:
+    """Refine the singular vectors of every spectral norm (``torch.nn.utils.parametrizations.spectral_norm``) in
+    ``module`` by power iterations on its current weight: ``iterations`` each, or the parametrisation's own count
+    (one, by default) when None. It runs the parametrisation itself in training mode, which is what updates its
+    vectors."""
+    for layer in module.modules():
+        for parametrisations in getattr(layer, "parametrizations", {}).values():
+            for parametrisation in parametrisations:
+                if not hasattr(parametrisation, "_u"):
+                    continue
+                mode, count = parametrisation.training, parametrisation.n_power_iterations
+                parametrisation.n_power_iterations = iterations or count
+                parametrisation.train()
+                try:
+                    parametrisation(parametrisations.original)
+                finally:
+                    parametrisation.train(mode)
+                    parametrisation.n_power_iterations = count
 
 
 def first_device(module: nn.Module) -> torch.device:

@@ -2,7 +2,8 @@
 
 1. set-up: the config planned into components and checked (``plan_run``), data opened, model built, a
    checkpoint restored (``set_up``);
-2. the critic phase: ``n_critic`` updates of the critic on real batches and fakes from the current generator;
+2. the critic phase: the scheduled settings of the loss and augmentations for this step, then ``n_critic``
+   updates of the critic on real batches and fakes from the current generator;
 3. the generator phase: one update of the generator against the frozen critic;
 4. bookkeeping: the generator's average, metrics, sample grids, evaluations, checkpoints.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -177,8 +179,16 @@ class Trainer:
 
     # --- the two phases of a step --------------------------------------------------------------------------------
 
+    def follow_schedules(self, step: int) -> None:
+        """The loss's and every augmentation's settings for this step, from the images generated so far."""
+        images = step * self.config.schedule.batch_size * self.context.ranks.world_size
+        for name, component in [(self.plan.recipe.loss.name, self.plan.loss), *self.plan.augmentations.items()]:
+            with blame(self.plan.label(name), "failed to follow its schedule"):
+                component.follow_schedule(images)
+
     def critic_phase(self, step: int) -> Terms:
-        """``n_critic`` critic updates; returns the last update's terms."""
+        """The step's scheduled settings, then ``n_critic`` critic updates; returns the last update's terms."""
+        self.follow_schedules(step)
         model = self.model
         critic = self.critic_view(self.critic)
         model.generator.train()
@@ -253,19 +263,21 @@ class Run:
 
 def run_training(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any] | None = None,
                  registry: Registry | None = None, progress: bool = True,
-                 announce: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                 announce: Callable[[dict[str, Any]], None] | None = None,
+                 calibrated: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train ``config`` into ``run_dir``, continuing from ``resume`` (a loaded checkpoint) if given.
 
     Stops after ``schedule.steps`` generator steps in total, after ``schedule.minutes`` (or ``cpu_minutes`` of
     CPU time), or on Ctrl-C / SIGTERM, and always leaves a checkpoint. Returns a summary (steps done, why it
     stopped, paths). Launched by torchrun, it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing
     the run folder, which it locks against a second process for as long as it trains. ``announce`` is given
-    ``start_record`` once the run is set up, before the first step (on rank 0).
+    ``start_record`` once the run is set up, before the first step, and ``calibrated`` the run's pace and where its
+budget will take it (``Budget.estimate``) after its first few steps (both on rank 0).
     """
     run_dir = Path(run_dir)
     registry = registry or get_registry()
     if run_context.rank_from_environment() != 0:
-        return train_run(set_up(config, run_dir, resume, registry, progress), run_dir, progress)
+        return train_run(set_up(config, run_dir, resume, registry, progress), run_dir, progress, None)
 
     def started(run: Run) -> Run:
         if announce:
@@ -278,7 +290,8 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any
             if resume is None and (run_dir / "checkpoint.pt").exists():
                 raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
             remove_partial_saves(run_dir / "checkpoint.pt")
-            return train_run(started(set_up(config, run_dir, resume, registry, progress)), run_dir, progress)
+            return train_run(started(set_up(config, run_dir, resume, registry, progress)), run_dir, progress,
+                             calibrated)
     finally:
         if new_folder:
             remove_if_only_locked(run_dir)  # a run that failed to start leaves no empty folder behind
@@ -320,6 +333,7 @@ def start_record(run: Run, run_dir: Path) -> dict[str, Any]:
     return {"run_dir": str(run_dir), "recipe": config.recipe, "device": str(run.context.device),
             "threads": torch.get_num_threads(), "world_size": run.context.ranks.world_size,
             "data": run.plan.data.name, "images": len(run.data.images), "image_size": config.data.image_size,
+            "preparation": run.data.preparation,
             "batch_size": config.schedule.batch_size,
             "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
             "critic_parameters": sum(p.numel() for p in critic if p.requires_grad),
@@ -345,17 +359,21 @@ def make_batches(model: Model, data: ImageData, context: RunContext) -> Resident
         data.images, lambda rows: encode(model.conditions, data.rows(rows), "cpu"), sampler, context, memory_format)
 
 
-def train_run(run: Run, run_dir: Path, progress: bool) -> dict[str, Any]:
-    """Steps until the budget, a stop request or an error; every exit but a crash leaves a checkpoint."""
+def train_run(run: Run, run_dir: Path, progress: bool,
+              calibrated: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Steps until the budget, a stop request or an error; every exit but a crash leaves a checkpoint (a new
+    run writes its step 0 before the first step)."""
     config, context, model = run.plan.config, run.context, run.model
     trainer = Trainer(model, run.batches, context)
     fixed_latent = torch.randn(SAMPLE_GRID, config.model.latent_dim,
                                generator=torch.Generator().manual_seed(config.system.seed)).to(context.device)
     fixed_condition = encode(model.conditions, run.data.rows(torch.arange(SAMPLE_GRID).numpy() % len(run.data.images)),
                              context.device)
-    budget = Budget(config)
+    budget = Budget(config, context.device)
     log = (Bookkeeping(run.plan, model, run.data, run_dir, run.progress, fixed_latent, fixed_condition, run.batches,
                        context, progress, budget) if context.ranks.is_main else None)
+    if log and not (run_dir / "checkpoint.pt").exists():
+        log.save()  # step 0: a run stopped before its first checkpoint can still be resumed
     budget.start()  # after the evaluation's reference features: the budget is for training
     stopped_by = "steps"
     try:
@@ -372,8 +390,16 @@ def train_run(run: Run, run_dir: Path, progress: bool) -> dict[str, Any]:
                 # 4. bookkeeping
                 model.ema.update(model.generator)
                 run.progress.step += 1
+                budget.step_done()
                 if log:
                     log.after_step(critic_terms, generator_terms)
+                if budget.calibrated():
+                    budget.check_one_step_fits()
+                    estimate = budget.estimate(run.progress.step)
+                    if log:
+                        log.expect(estimate["final_step"])
+                    if calibrated:
+                        calibrated(estimate)
     except BaseException:
         if log:
             log.bar.close()  # end the progress line before the error is printed
@@ -384,25 +410,81 @@ def train_run(run: Run, run_dir: Path, progress: bool) -> dict[str, Any]:
         log.close()
     context.barrier()
     return {"run_dir": str(run_dir), "step": run.progress.step, "stopped_by": stopped_by,
-            "checkpoint": str(run_dir / "checkpoint.pt"), "samples": str(run_dir / "samples.png")}
+            "checkpoint": str(run_dir / "checkpoint.pt"), "samples": str(run_dir / "samples.png"),
+            "pace": budget.pace(), "elapsed_s": run.progress.elapsed_s, "cpu_s": run.progress.cpu_s}
+
+
+CALIBRATION_STEPS = 3
+"""Steps timed before the run's pace is estimated (the first one, which warms up, counts apart)."""
 
 
 class Budget:
-    """The run's time budgets from now: ``schedule.minutes`` of wall-clock time and ``cpu_minutes`` of this
-    process's CPU time."""
+    """The run's time budgets from now (``schedule.minutes`` of wall-clock time, ``cpu_minutes`` of this process's
+    CPU time) and its pace: the wall-clock and CPU seconds of a step, from the intervals between step ends. A step
+    starts only when the budgets have room for one more at that pace, so a run ends within its budget, or over it
+    by no more than the one step that ran slower than the steps before it."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, device: torch.device = torch.device("cpu")):
         self.schedule = config.schedule
+        self.synchronise = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self.start()
 
     def start(self) -> None:
-        """Count the budgets from now."""
+        """Count the budgets (and the pace) from now."""
         schedule = self.schedule
         self.deadline = time.perf_counter() + schedule.minutes * 60 if schedule.minutes else math.inf
         self.cpu_deadline = time.process_time() + schedule.cpu_minutes * 60 if schedule.cpu_minutes else math.inf
+        self.budget_s = {"left": self.deadline - time.perf_counter(), "cpu_left": self.cpu_deadline - time.process_time()}
+        self.last = (time.perf_counter(), time.process_time())
+        self.steps: list[tuple[float, float]] = []
+
+    def step_done(self) -> None:
+        """Record the step that just ended (its device work finished, while the pace is calibrated)."""
+        if len(self.steps) < CALIBRATION_STEPS:
+            self.synchronise()
+        now = (time.perf_counter(), time.process_time())
+        self.steps.append((now[0] - self.last[0], now[1] - self.last[1]))
+        del self.steps[1:-20]  # the first step and the latest 20 are what the pace is read from
+        self.last = now
+
+    def calibrated(self) -> bool:
+        """True once, at the step after which the pace is first estimated."""
+        return len(self.steps) == CALIBRATION_STEPS
+
+    def pace(self) -> tuple[float, float] | None:
+        """Seconds (wall-clock, CPU) of a step: the median of the steps after the first (which warms up), or the
+        first alone; None before any step."""
+        if not self.steps:
+            return None
+        later = self.steps[1:] or self.steps
+        return statistics.median(w for w, _ in later), statistics.median(c for _, c in later)
 
     def spent(self) -> bool:
-        return time.perf_counter() > self.deadline or time.process_time() > self.cpu_deadline
+        """Whether the budgets lack room for one more step at the run's pace."""
+        wall, cpu = self.pace() or (0.0, 0.0)
+        return time.perf_counter() + wall > self.deadline or time.process_time() + cpu > self.cpu_deadline
+
+    def check_one_step_fits(self) -> None:
+        """Refuse a configuration whose steps each take longer than its whole budget."""
+        wall, cpu = self.pace()
+        for label, step, budget in (("minutes", wall, self.budget_s["left"]), ("CPU minutes", cpu, self.budget_s["cpu_left"])):
+            if step > budget:
+                raise GanzooError(f"one training step takes {step:.0f} s here, more than the whole budget of "
+                                  f"{budget / 60:.1f} {label}: give a budget of at least {3 * step / 60:.0f} "
+                                  "minutes, or lower data.image_size, schedule.batch_size or model.width (the run "
+                                  "folder keeps its checkpoint)")
+
+    def estimate(self, step: int) -> dict[str, float]:
+        """What the budgets buy at the run's pace: seconds a step (wall-clock, CPU) and the step the run will
+        reach."""
+        wall, cpu = self.pace()
+        left = self.left()
+        more = min([left[name] / max(per_step, 1e-9) for name, per_step in (("left", wall), ("cpu_left", cpu))
+                    if name in left] or [math.inf])
+        if self.schedule.steps is not None:
+            more = min(more, self.schedule.steps - step)
+        return {"seconds_per_step": wall, "cpu_seconds_per_step": cpu, "step": step,
+                "final_step": step + int(more) if more != math.inf else None}
 
     def left(self) -> dict[str, float]:
         """Seconds left of each time budget the run has (``left``: wall-clock, ``cpu_left``: CPU time)."""

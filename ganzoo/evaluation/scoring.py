@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -33,8 +34,10 @@ BATCH = 64
 def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor], total: int, device: torch.device,
             with_logits: bool, desc: str, progress: bool = True, with_features: bool = True,
             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Features (and logits) of uint8 image batches (B, 3, S, S), batched on ``device`` without gradients."""
+    """Features (and logits) of uint8 image batches (B, 3, S, S), batched on ``device`` without gradients. With
+    ``progress``, a bar, and after the first batch a line with the pace and the time the rest will take."""
     features, logits = [], []
+    started = time.perf_counter()
     with torch.inference_mode(), tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
         for batch in batches:
             batch = batch.to(device, non_blocking=True)
@@ -42,8 +45,20 @@ def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor], total:
                 features.append(extractor(batch).double().cpu())
             if with_logits:
                 logits.append(extractor.logits(batch).double().cpu())
+            if progress and bar.n == 0 and total > len(batch):
+                tqdm.write(pace_line(desc, (time.perf_counter() - started) / len(batch), total - len(batch), device))
             bar.update(len(batch))
     return (torch.cat(features) if with_features else None), (torch.cat(logits) if with_logits else None)
+
+
+def pace_line(desc: str, seconds: float, left: int, device: torch.device) -> str:
+    """After the first batch: seconds an image and the time the ``left`` images will take; on a CPU, when that is
+    long, the smaller counts ganzoo's own CPU benchmarks use."""
+    line = f"{desc}: {seconds:.3f} s an image after the first batch, about {tqdm.format_interval(seconds * left)} more"
+    if device.type == "cpu" and seconds * left > 180:
+        line += (" (a CPU is slow at this: -n 1000 --real 1000 takes a fifth as long, with FID biased upwards at "
+                 "fewer images, so compare only scores of equal counts)")
+    return line
 
 
 def batches_of(images: np.ndarray, indices: np.ndarray, batch_size: int = BATCH) -> Iterator[torch.Tensor]:

@@ -20,6 +20,7 @@ from ganzoo.api import interfaces
 from ganzoo.api.errors import GanzooError
 from ganzoo.api.hookspecs import KINDS
 from ganzoo.api.options import parse_options
+from ganzoo.runtime.config import known_keys
 
 LOAD_PLUGINS_ENV = "GANZOO_LOAD_PLUGINS"
 DEFAULT_SIZES = range(8, 4097)
@@ -73,11 +74,36 @@ class Component:
         return {name: info.default for name, info in self.options.model_fields.items() if not info.is_required()}
 
 
+@dataclass(frozen=True)
+class RecipeSettings:
+    """Settings a plugin registered for every run whose recipe holds all the components of ``recipe``: its
+    paper's (``settings``), and what a CPU or a GPU run changes (``cpu``, ``gpu``)."""
+
+    recipe: str
+    settings: dict[str, Any]
+    cpu: dict[str, Any]
+    gpu: dict[str, Any]
+    source: str
+    plugin: str
+    leaves_noise: dict[int, int] = field(default_factory=dict)
+    """Image size -> the generator steps (at the CPU settings) after which its sample grids left the noise phase
+    in the plugin author's measurement."""
+
+    @property
+    def parts(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.recipe.split("+"))
+
+    def on(self, device_kind: str) -> dict[str, Any]:
+        """The settings for a run on a ``"cpu"`` or a ``"gpu"``."""
+        return {**self.settings, **(self.cpu if device_kind == "cpu" else self.gpu)}
+
+
 @dataclass
 class PluginInfo:
     name: str
     version: str | None
     components: list[Component] = field(default_factory=list)
+    recipes: list[RecipeSettings] = field(default_factory=list)
     error: str | None = None
 
 
@@ -135,12 +161,16 @@ class Registry:
                     for impl in getattr(plugin_manager.hook, kind.hook).get_hookimpls():
                         if impl.plugin is plugin:
                             impl.function(register=self._register_function(kind.name, info, added))
+                for impl in plugin_manager.hook.register_recipes.get_hookimpls():
+                    if impl.plugin is plugin:
+                        impl.function(register=self._recipe_function(info))
             except GanzooError:
                 raise
             except Exception as error:  # a plugin that raises while registering is left out, not fatal
                 for component in added:
                     del self.components[component.kind][component.name]
                 info.components.clear()
+                info.recipes.clear()
                 info.error = f"registering raised {type(error).__name__}: {first_line(error)}"
         for kind in KINDS:
             defaults = [c for c in self.components[kind].values() if c.default is not False]
@@ -176,6 +206,44 @@ class Registry:
             info.components.append(component)
             added.append(component)
         return register
+
+    @staticmethod
+    def _recipe_function(info: PluginInfo):
+        """``register`` for ``register_recipes``: a malformed registration leaves the plugin out (it raises)."""
+        def register(recipe: str, *, settings: dict[str, Any] | None = None, cpu: dict[str, Any] | None = None,
+                     gpu: dict[str, Any] | None = None, source: str = "",
+                     leaves_noise: dict[int, int] | None = None) -> None:
+            if not isinstance(recipe, str) or not all(part.strip() for part in recipe.split("+")):
+                raise ValueError(f"plugin {info.name!r} registered settings for the recipe {recipe!r}; a recipe "
+                                  "is component names joined with '+'")
+            keys = set(known_keys())
+            for where, values in (("settings", settings), ("cpu", cpu), ("gpu", gpu)):
+                if not isinstance(values or {}, dict):
+                    raise ValueError(f"plugin {info.name!r} registered {where}={values!r} for recipe {recipe!r}, "
+                                      "not a mapping of dotted config keys to values")
+                for key in values or {}:
+                    if key not in keys and not (key.startswith("options.") and key.count(".") >= 2):
+                        raise ValueError(f"plugin {info.name!r} registered the setting {key!r} for recipe "
+                                          f"{recipe!r}, which is not a config key")
+            if not all(isinstance(k, int) and isinstance(v, int) and v > 0 for k, v in (leaves_noise or {}).items()):
+                raise ValueError(f"plugin {info.name!r} registered leaves_noise={leaves_noise!r} for recipe "
+                                 f"{recipe!r}, not image sizes mapped to step counts")
+            info.recipes.append(RecipeSettings(recipe, dict(settings or {}), dict(cpu or {}), dict(gpu or {}),
+                                               source, info.name, dict(leaves_noise or {})))
+        return register
+
+    def recipe_settings(self, recipe: Recipe) -> list[RecipeSettings]:
+        """The registered settings that apply to ``recipe``: those naming only components it holds, the most
+        general first (each refines the ones before)."""
+        names = {component.name for component in recipe.components}
+        found = [r for info in self.plugins.values() for r in info.recipes if r.parts <= names]
+        return sorted(found, key=lambda r: len(r.parts))
+
+    def leaves_noise(self, recipe: Recipe, image_size: int) -> tuple[int, RecipeSettings] | None:
+        """The steps after which ``recipe``'s grids leave the noise phase at ``image_size``, as the most specific
+        registration that measured it says, with that registration; None when none did."""
+        found = [(r.leaves_noise[image_size], r) for r in self.recipe_settings(recipe) if image_size in r.leaves_noise]
+        return found[-1] if found else None
 
     def add_commands(self, cli) -> None:
         """Let each plugin add click commands to ``cli`` (or to one of its groups); each is listed as the

@@ -44,6 +44,12 @@ class ModelConfig(Strict):
     width: int = Field(64, gt=0, description="channels of the widest-resolution layer (ArchitectureSpec.width)")
     conditions: list[str] = Field([], description="condition plugins, in the order their encodings are joined")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="decay of the generator's average (samples, generate)")
+    ema_kimg: float | None = Field(None, gt=0, description="the average's half-life in thousands of images, in "
+                                                           "place of ema_decay (stylegan2-ada, Projected GAN)")
+    ema_rampup: float | None = Field(None, gt=0, description="with ema_kimg: the half-life is at most this share "
+                                                             "of the images seen so far (stylegan2-ada: 0.05)")
+    ema_ramp_kimg: float | None = Field(None, gt=0, description="with ema_kimg: the half-life grows from 0 along "
+                                                                "a half cosine over this many kimg (R3GAN)")
     init_from: str | None = Field(None, description="start from this checkpoint's (or run's) generator, critic "
                                                      "and average; fresh optimisers, step 0")
     freeze_critic_blocks: int = Field(0, ge=0, description="freeze the critic's first k blocks (FreezeD)")

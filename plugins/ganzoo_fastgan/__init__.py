@@ -10,16 +10,25 @@ Swish, a 1x1 convolution, a sigmoid). Convolutions are spectrally normalised, as
 join z (the paper's model is unconditional).
 
 Critic: down-blocks halve the image to 8x8 (4x4 strided convolution, batch norm, leaky ReLU, beside an average-
-pooled 1x1 shortcut), the 32 and 16 px maps excited by the 256 and 128 px ones as in the generator, then 5x5
-patch logits (1x1 convolution, batch norm, leaky ReLU, 4x4 convolution), whose mean is the score; the patch
-scores are kept for losses that average over locations. Conditions enter by a projection term on pooled
-features; extra outputs are linear heads on them.
+pooled 1x1 shortcut), the 32, 16 and 8 px maps excited by the 256, 128 and 64 px ones as in the generator (the
+paper's se_2_16, se_4_32 and se_8_64: at 64 px only the last), then 5x5 patch logits (1x1 convolution, batch
+norm, leaky ReLU, 4x4 convolution). A second, small branch reads the image resized to half its side (at most
+128 px, the paper's small input) down to 8x8 (a strided convolution, then plain down-blocks) and gives 5x5
+logits of its own (a 4x4 convolution). The score is the mean of all 50 patch logits, which are kept for losses
+that average over locations (the paper's hinge loss does). Conditions enter by a projection term on the big
+branch's pooled features; extra outputs are linear heads on them.
 
-Reconstruction (``recon``): small decoders read the critic's 8x8 map back into the whole input at 32 px, and its
-16x16 map's quadrant (sample i: quadrant i mod 4) back into that quarter of the input at 32 px; the critic
-reports, per image, the mean absolute error against its own (augmented) input under the extra output "recon",
-and the ``recon`` auxiliary makes the critic minimise it on real images. The paper measures the error with
-LPIPS; ganzoo uses pixels, since LPIPS needs weights that are not at hand offline.
+Reconstruction (``recon``): three small decoders read the critic's features back into images at the side the
+paper decodes to (128 px, or the image's side when smaller): the big branch's 8x8 map into the whole input, the
+small branch's 8x8 map into the whole input, and the quadrant (sample i: quadrant i mod 4) of its 16x16 map into
+that quarter of the input. The critic reports, per image, the sum of the three mean absolute errors against its
+own (augmented) input under the extra output "recon", and the ``recon`` auxiliary makes the critic minimise them
+on real images, summed over the batch as the paper's code sums its distances. The paper measures the distance
+with LPIPS; ganzoo uses pixels, since LPIPS needs weights that are not at hand offline.
+
+Not built: the paper's generator also draws its 128 px map as an image (``to_128``), which the small branch
+judges on fakes; ganzoo's generator makes one image, so the small branch sees every input resized (as the paper's
+critic does for real images). The paper draws one quadrant per batch; ganzoo one per sample.
 
 ``model.width`` is the channels at the image resolution; the paper's widths follow from it (8 px maps carry 8x
 the 64 px width).
@@ -40,8 +49,10 @@ from ganzoo import Architecture, ArchitectureSpec, Auxiliary, Batch, Critic, Cri
 SIZES = (64, 128, 256, 512, 1024)
 MULTIPLIERS = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.25, 1024: 0.125}
 """FastGAN's channels at each resolution, in multiples of its base width."""
-RECON_SIZE = 32
-"""Side of the reconstructions the critic's decoders make."""
+RECON_SIZE = 128
+"""Side of the reconstructions the critic's decoders make (the image's side when smaller)."""
+SMALL_SIZE = 128
+"""The largest side of the small branch's input (half the image's side when smaller)."""
 
 
 def conv(*args, **kwargs) -> nn.Module:
@@ -144,6 +155,28 @@ def decoder(inputs: int, steps: int) -> nn.Sequential:
     return nn.Sequential(*layers, conv(width, 3, 3, 1, 1), nn.Tanh())
 
 
+class SmallBranch(nn.Module):
+    """The critic's second look: the image at ``size`` px, a strided convolution and plain down-blocks (4x4
+    strided convolution, batch norm, leaky ReLU) to 8x8, then 5x5 logits."""
+
+    def __init__(self, size: int, width: dict[int, int], norm):
+        super().__init__()
+        self.size = size
+        layers = [conv(3, width[size], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+        side = size // 2
+        while side > 8:
+            layers += [conv(width[side * 2], width[side], 4, 2, 1, bias=False), norm(width[side]), nn.LeakyReLU(0.2)]
+            side //= 2
+        self.main = nn.Sequential(*layers)
+        self.channels = width[16]
+        self.logits = conv(self.channels, 1, 4, 1, 0, bias=False)
+
+    def forward(self, x):
+        """(the 8x8 map, its 25 logits per image)."""
+        h = self.main(F.interpolate(x, size=self.size, mode="area"))
+        return h, self.logits(h).flatten(1)
+
+
 class FastGANCritic(Critic):
     def __init__(self, spec: ArchitectureSpec):
         super().__init__()
@@ -157,16 +190,20 @@ class FastGANCritic(Critic):
         self.downs = nn.ModuleDict({str(size): DownBlock(width[size * 2], width[size], norm)
                                     for size in width if 8 <= size < spec.image_size})
         self.excitations = nn.ModuleDict({str(size): Excitation(width[size * 8], width[size])
-                                          for size in (16, 32) if size * 8 <= spec.image_size})
+                                          for size in (8, 16, 32) if size * 8 <= spec.image_size})
         self.logits = nn.Sequential(conv(width[8], width[8], 1, 1, 0, bias=False), norm(width[8]), nn.LeakyReLU(0.2),
                                     conv(width[8], 1, 4, 1, 0, bias=False))
+        self.small = SmallBranch(min(SMALL_SIZE, spec.image_size // 2), width, norm)
         self.projection = nn.Linear(spec.condition_dim, width[8], bias=False) if spec.condition_dim else None
         self.heads = nn.ModuleDict({name: nn.Linear(width[8], dim) for name, dim in spec.aux_outputs.items()
                                     if name != "recon"})
         self.reconstructs = "recon" in spec.aux_outputs
         if self.reconstructs:
-            self.decode_whole = decoder(width[8], int(math.log2(RECON_SIZE // 8)))
-            self.decode_part = decoder(width[16], int(math.log2(RECON_SIZE // 8)))
+            self.recon_size = min(RECON_SIZE, spec.image_size)
+            steps = int(math.log2(self.recon_size // 8))
+            self.decode_whole = decoder(width[8], steps)
+            self.decode_small = decoder(self.small.channels, steps)
+            self.decode_part = decoder(width[16], steps)
 
     def forward(self, x, c=None):
         maps = {self.size: self.stem(x)}
@@ -175,7 +212,8 @@ class FastGANCritic(Critic):
             size //= 2
             h = self.downs[str(size)](maps[size * 2])
             maps[size] = self.excitations[str(size)](maps[size * 8], h) if str(size) in self.excitations else h
-        patches = self.logits(maps[8]).flatten(1)
+        small, small_logits = self.small(x)
+        patches = torch.cat([self.logits(maps[8]).flatten(1), small_logits], dim=1)
         pooled = maps[8].sum(dim=(2, 3))
         score = patches.mean(dim=1)
         if self.projection is not None and c is not None:
@@ -183,14 +221,16 @@ class FastGANCritic(Critic):
             score, patches = score + projected, patches + projected[:, None]
         aux = {name: head(pooled) for name, head in self.heads.items()}
         if self.reconstructs:
-            aux["recon"] = self.reconstruction_error(x, maps)
+            aux["recon"] = self.reconstruction_error(x, maps, small)
         return CriticOutput(score, aux, patches)
 
-    def reconstruction_error(self, x: torch.Tensor, maps: dict[int, torch.Tensor]) -> torch.Tensor:
-        """Per image (B, 1): mean absolute error of the whole input and of one quadrant (sample i: quadrant
-        i mod 4), each decoded at RECON_SIZE px, against the input itself."""
-        whole = F.interpolate(x, size=RECON_SIZE, mode="area")
+    def reconstruction_error(self, x: torch.Tensor, maps: dict[int, torch.Tensor], small: torch.Tensor) -> torch.Tensor:
+        """Per image (B, 1): the mean absolute errors of the whole input decoded from the big and the small
+        branch, and of one quadrant (sample i: quadrant i mod 4) decoded from the 16x16 map, each at
+        ``recon_size`` px against the input itself, summed."""
+        whole = F.interpolate(x, size=self.recon_size, mode="area")
         error = (self.decode_whole(maps[8]) - whole).abs().flatten(1).mean(dim=1)
+        error = error + (self.decode_small(small) - whole).abs().flatten(1).mean(dim=1)
         quadrant = torch.arange(x.shape[0], device=x.device) % 4
         rows, cols = quadrant // 2, quadrant % 2
         part_maps = torch.stack([maps[16][i, :, 8 * r:8 * r + 8, 8 * k:8 * k + 8]
@@ -198,7 +238,8 @@ class FastGANCritic(Critic):
         half = x.shape[2] // 2
         part_images = torch.stack([x[i, :, half * r:half * r + half, half * k:half * k + half]
                                    for i, (r, k) in enumerate(zip(rows.tolist(), cols.tolist()))])
-        target = F.interpolate(part_images, size=RECON_SIZE, mode="area")
+        target = F.interpolate(part_images, size=self.recon_size, mode="bilinear", align_corners=False,
+                               antialias=True)
         error = error + (self.decode_part(part_maps) - target).abs().flatten(1).mean(dim=1)
         return error[:, None]
 
@@ -234,7 +275,8 @@ class FastGAN(Architecture):
 
 class ReconOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weight: float = Field(1.0, ge=0, description="weight of the reconstruction error in the critic's terms")
+    weight: float = Field(1.0, ge=0, description="weight of the reconstruction errors, summed over the batch as "
+                                                 "FastGAN's code sums them, in the critic's terms")
 
 
 class Reconstruction(Auxiliary):
@@ -248,7 +290,7 @@ class Reconstruction(Auxiliary):
         return {"recon": 1}
 
     def critic_terms(self, batch: Batch) -> Terms:
-        return {"recon": self.weight * batch.real_out.aux["recon"].mean()}
+        return {"recon": self.weight * batch.real_out.aux["recon"].sum()}
 
     def generator_terms(self, batch: Batch) -> Terms:
         return {}
@@ -264,3 +306,15 @@ def register_architectures(register):
 def register_auxiliaries(register):
     register("recon", Reconstruction, options=ReconOptions,
              description="FastGAN's self-supervised reconstruction of real inputs by the critic's decoders")
+
+
+@hookimpl
+def register_recipes(register):
+    register("fastgan+hinge+recon", settings={"options.hinge.n_critic": 1, "options.hinge.margin": [0.8, 1.0],
+                                              "options.hinge.lr_generator": 2e-4, "options.hinge.lr_critic": 2e-4,
+                                              "options.hinge.betas": [0.5, 0.999], "model.ema_decay": 0.999},
+             cpu={"model.width": 16, "schedule.batch_size": 16},
+             source="FastGAN's train.py: hinge with a margin in [0.8, 1], Adam(2e-4, betas (0.5, 0.999)); on a CPU "
+                    "the 64 px leaderboard's")
+    register("fastgan+recon+diffaug", settings={"options.diffaug.policy": ["color", "translation"]},
+             source="FastGAN's train.py: DiffAugment's colour and translation")

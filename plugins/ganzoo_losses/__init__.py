@@ -18,11 +18,20 @@ the penalties below differentiate the mean score.
 Penalties (Mescheder et al. 2018; R3GAN): R1 = gamma_1 / 2 E ||grad_x D(x)||^2 on the real images of the critic
 update, R2 = gamma_2 / 2 E ||grad_x D(G(z))||^2 on its fakes, differentiated through the same forward pass the
 loss uses (the engine makes the critic's inputs require gradients), augmentations included. With ``lazy`` k > 1
-they are computed every k-th critic update and scaled by k (StyleGAN2's lazy regularisation); the count of
-updates is the loss's state, kept in checkpoints.
+they are computed every k-th critic update and scaled by k, and the critic's Adam runs at k / (k + 1) of its
+learning rate with betas raised to k / (k + 1), so that its momentum spans the same images (StyleGAN2's lazy
+regularisation); the count of updates is the loss's state, kept in checkpoints.
+
+Schedules (R3GAN): with ``schedule_kimg`` set, the learning rates, beta2 and both gammas move from their values
+to their ``*_final`` values along a half cosine over that many thousand generated images, then stay there
+(R3GAN's ``cosine_decay_with_warmup`` without warm-up).
+
+``hinge``'s ``margin`` [a, b] draws each score's margin uniformly from [a, b] (FastGAN: [0.8, 1]; 1 otherwise).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +49,19 @@ class PenalisedOptions(BaseModel):
     r1: float = Field(0.0, ge=0, description="gamma of the zero-centred penalty on real images")
     r2: float = Field(0.0, ge=0, description="gamma of the zero-centred penalty on generated images")
     lazy: int = Field(1, gt=0, description="compute the penalties every k critic updates, scaled by k")
+    schedule_kimg: float | None = Field(None, gt=0, description="move lr, beta2, r1 and r2 to their *_final values "
+                                                                "along a half cosine over this many kimg (R3GAN)")
+    lr_final: float | None = Field(None, gt=0, description="both learning rates at the schedule's end")
+    beta2_final: float | None = Field(None, ge=0, lt=1, description="beta2 at the schedule's end")
+    r1_final: float | None = Field(None, ge=0, description="r1's gamma at the schedule's end")
+    r2_final: float | None = Field(None, ge=0, description="r2's gamma at the schedule's end")
 
 
 class HingeOptions(PenalisedOptions):
     n_critic: int = Field(2, gt=0, description="critic updates per generator update (BigGAN: 2)")
     betas: tuple[float, float] = (0.0, 0.9)
+    margin: tuple[float, float] = Field((1.0, 1.0), description="each score's margin, drawn uniformly from "
+                                                                "[a, b] (FastGAN: [0.8, 1])")
 
 
 class RpGANOptions(PenalisedOptions):
@@ -58,31 +75,65 @@ def squared_gradient_norm(score: torch.Tensor, images: torch.Tensor) -> torch.Te
     return gradient.float().flatten(1).pow(2).sum(dim=1).mean()
 
 
+def cosine(start: float, end: float | None, progress: float) -> float:
+    """``start`` moved to ``end`` (None: stays) along a half cosine, ``progress`` in [0, 1] (clamped)."""
+    if end is None:
+        return start
+    progress = min(max(progress, 0.0), 1.0)
+    return start + (end - start) * 0.5 * (1 - math.cos(math.pi * progress))
+
+
 class PenalisedLoss(AdversarialLoss):
-    """A loss plus the R1/R2 penalties and their lazy schedule; subclasses give the adversarial terms."""
+    """A loss plus the R1/R2 penalties, their lazy schedule and the R3GAN schedules; subclasses give the
+    adversarial terms."""
 
     def __init__(self, options: PenalisedOptions):
         self.options = options
         self.n_critic = options.n_critic
-        self.critic_input_gradients = bool(options.r1 or options.r2)
+        self.critic_input_gradients = bool(options.r1 or options.r2 or options.r1_final or options.r2_final)
         self.critic_updates = 0
+        self.r1, self.r2 = options.r1, options.r2
+        self.optimisers_made: tuple[torch.optim.Optimizer, torch.optim.Optimizer] | None = None
+
+    @property
+    def lazy_share(self) -> float:
+        """k / (k + 1) for penalties computed every k > 1 critic updates (StyleGAN2's rescaling), else 1."""
+        k = self.options.lazy
+        return k / (k + 1) if k > 1 and self.critic_input_gradients else 1.0
 
     def optimisers(self, generator, critic):
+        o, share = self.options, self.lazy_share
+        critic_betas = (o.betas[0] ** share, o.betas[1] ** share)
+        self.optimisers_made = (adam(generator.parameters(), o.lr_generator, o.betas),
+                                adam(critic.parameters(), o.lr_critic * share, critic_betas))
+        return self.optimisers_made
+
+    def follow_schedule(self, images: int) -> None:
         o = self.options
-        return (adam(generator.parameters(), o.lr_generator, o.betas), adam(critic.parameters(), o.lr_critic, o.betas))
+        if o.schedule_kimg is None or self.optimisers_made is None:
+            return
+        progress = images / (o.schedule_kimg * 1000)
+        self.r1, self.r2 = cosine(o.r1, o.r1_final, progress), cosine(o.r2, o.r2_final, progress)
+        beta2 = cosine(o.betas[1], o.beta2_final, progress)
+        share = self.lazy_share
+        for optimiser, lr, scale in ((self.optimisers_made[0], o.lr_generator, 1.0),
+                                     (self.optimisers_made[1], o.lr_critic, share)):
+            for group in optimiser.param_groups:
+                group["lr"] = cosine(lr, o.lr_final, progress) * scale
+                group["betas"] = (o.betas[0] ** scale, beta2 ** scale)
 
     def critic_terms(self, batch: Batch) -> Terms:
-        terms = self.critic_adversarial(batch.real_out.patch_scores(), batch.fake_out.patch_scores())
+        terms = self.critic_adversarial(batch.real_out.patch_scores(), batch.fake_out.patch_scores(), batch)
         self.critic_updates += 1
         o = self.options
         if self.critic_input_gradients and self.critic_updates % o.lazy == 0:
-            if o.r1:
-                terms["r1"] = o.r1 / 2 * o.lazy * squared_gradient_norm(batch.real_out.score, batch.real)
-            if o.r2:
-                terms["r2"] = o.r2 / 2 * o.lazy * squared_gradient_norm(batch.fake_out.score, batch.fake)
+            if self.r1:
+                terms["r1"] = self.r1 / 2 * o.lazy * squared_gradient_norm(batch.real_out.score, batch.real)
+            if self.r2:
+                terms["r2"] = self.r2 / 2 * o.lazy * squared_gradient_norm(batch.fake_out.score, batch.fake)
         return terms
 
-    def critic_adversarial(self, real: torch.Tensor, fake: torch.Tensor) -> Terms:
+    def critic_adversarial(self, real: torch.Tensor, fake: torch.Tensor, batch: Batch) -> Terms:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -93,15 +144,21 @@ class PenalisedLoss(AdversarialLoss):
 
 
 class Hinge(PenalisedLoss):
-    def critic_adversarial(self, real, fake):
-        return {"hinge_real": F.relu(1 - real).mean(), "hinge_fake": F.relu(1 + fake).mean()}
+    def critic_adversarial(self, real, fake, batch):
+        low, high = self.options.margin
+        if low == high == 1.0:
+            margin_real = margin_fake = 1.0
+        else:
+            margin_real = low + (high - low) * batch.per_sample_rand(real.shape[1])
+            margin_fake = low + (high - low) * batch.per_sample_rand(fake.shape[1])
+        return {"hinge_real": F.relu(margin_real - real).mean(), "hinge_fake": F.relu(margin_fake + fake).mean()}
 
     def generator_terms(self, batch: Batch) -> Terms:
         return {"adversarial": -batch.fake_out.patch_scores().mean()}
 
 
 class NonSaturating(PenalisedLoss):
-    def critic_adversarial(self, real, fake):
+    def critic_adversarial(self, real, fake, batch):
         return {"logistic_real": F.softplus(-real).mean(), "logistic_fake": F.softplus(fake).mean()}
 
     def generator_terms(self, batch: Batch) -> Terms:
@@ -111,7 +168,7 @@ class NonSaturating(PenalisedLoss):
 class RelativisticPairing(PenalisedLoss):
     generator_needs_real = True
 
-    def critic_adversarial(self, real, fake):
+    def critic_adversarial(self, real, fake, batch):
         return {"relativistic": F.softplus(-(real - fake)).mean()}
 
     def generator_terms(self, batch: Batch) -> Terms:

@@ -2,12 +2,15 @@
 ganzoo critic usable with any architecture's generator (``fastgan+projected+hinge+diffaug``).
 
 Images (after the run's augmentations, DiffAugment in the paper) go through a frozen ImageNet EfficientNet-Lite0,
-resized to ``input_size`` first (the paper: 224; ganzoo: the image size, which a CPU can afford). Its features at
+resized to ``input_size`` first (ganzoo: the image size, which a CPU can afford; with ``paper_layout``: 224, as
+the paper resizes anything smaller). Its features at
 four scales (1/4 to 1/32 of the input) are mixed by fixed random 1x1 convolutions across channels (CCM: 64, 128,
 256 and 512 channels) and then across scales (CSM: from the coarsest up, each scale plus the upsampled coarser
 one, upsampled and projected by a fixed random 1x1 convolution), as the paper's ``proj_type=2``. Each scale gets a
 small discriminator of its own (strided 4x4 convolutions with batch norm and leaky ReLU, spectrally normalised,
-down to ``end_size``, then one score per location); the critic's score is the mean of every location's, and the
+down to ``end_size``, then one score per location by a 1x1 convolution; with ``paper_layout``, the paper's shape
+whatever the input: as many down-blocks as a 256 px input needs to reach 8 px at each scale, 4/3/2/1 with
+cross-scale mixing, then a 4x4 convolution); the critic's score is the mean of every location's, and the
 scores themselves are the patches that losses average over (the paper's hinge loss). Conditions enter each
 discriminator by a projection of the condition vector onto its last features; extra outputs (ACGAN heads) are
 linear heads on the coarsest discriminator's pooled features.
@@ -50,6 +53,9 @@ class ProjectedOptions(BaseModel):
     end_size: int = Field(4, ge=1, description="side each discriminator downsamples to before scoring locations")
     weights: str | None = Field(None, description="an EfficientNet-Lite0 .pth to read instead of the package's "
                                                   "(its SHA-256 must match)")
+    paper_layout: bool = Field(False, description="the paper's: inputs resized to 224 px (input_size unless set), "
+                                                  "discriminators built as for 256 px (down-blocks to 8 px, a 4x4 "
+                                                  "convolution)")
 
 
 def efficientnet_lite0(weights: str | None) -> nn.Module:
@@ -126,40 +132,58 @@ class FrozenFeatures(nn.Module):
 
 
 class ScaleCritic(nn.Module):
-    """One scale's discriminator: strided convolutions down to ``end_size``, then a score per location (or a
-    feature per location projected onto the condition)."""
+    """One scale's discriminator: ``downs`` strided convolutions, then a score per location (a ``head``-sized
+    convolution; or a feature per location projected onto the condition)."""
 
-    def __init__(self, inputs: int, size: int, end_size: int, width: int, norm, condition_dim: int):
+    def __init__(self, inputs: int, downs: int, head: int, width: int, norm, condition_dim: int):
         super().__init__()
         layers, channels = [], inputs
-        while size > end_size:
+        for _ in range(downs):
             wider = min(max(channels * 2, width), 8 * width)
             layers += [spectral_norm(nn.Conv2d(channels, wider, 4, 2, 1)), norm(wider), nn.LeakyReLU(0.2)]
-            channels, size = wider, size // 2
+            channels = wider
         self.main = nn.Sequential(*layers)
         self.channels = channels
-        self.out = spectral_norm(nn.Conv2d(channels, 1, 1))
+        self.out = spectral_norm(nn.Conv2d(channels, 1, head))
         self.projection = nn.Linear(condition_dim, channels, bias=False) if condition_dim else None
+        self.head = head
 
     def forward(self, h: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores per location (B, L), the last features (B, C, s, s))."""
         h = self.main(h)
         scores = self.out(h).flatten(1)
         if self.projection is not None and c is not None:
-            scores = scores + (self.projection(c)[:, :, None, None] * h).sum(dim=1).flatten(1) / h.shape[1] ** 0.5
+            features = h if self.head == 1 else F.avg_pool2d(h, self.head, stride=1)
+            scores = scores + (self.projection(c)[:, :, None, None] * features).sum(dim=1).flatten(1) / h.shape[1] ** 0.5
         return scores, h
+
+
+def downs_to(size: int, end: int) -> int:
+    """Strided convolutions that bring a ``size`` px map to ``end`` px or below (none when it is there)."""
+    count = 0
+    while size > end:
+        size, count = size // 2, count + 1
+    return count
+
+
+PAPER_SIZE = 256
+"""The input size the paper builds its discriminators for, whatever the data's."""
 
 
 class ProjectedCritic(Critic):
     def __init__(self, spec: ArchitectureSpec, options: ProjectedOptions, network: nn.Module):
         super().__init__()
-        self.input_size = options.input_size or spec.image_size
+        self.input_size = options.input_size or (224 if options.paper_layout else spec.image_size)
         self.features = FrozenFeatures(network, options.scales, options.mixing)
-        first = self.input_size // 4 * (2 if options.mixing else 1)
+        upsampled = 2 if options.mixing else 1
         norm = nn.BatchNorm2d if spec.critic_batchnorm else (lambda channels: nn.Identity())
-        self.critics = nn.ModuleList([ScaleCritic(w, max(first >> i, 1), min(options.end_size, max(first >> i, 1)),
-                                                  spec.width, norm, spec.condition_dim)
-                                      for i, w in enumerate(self.features.widths[:options.scales])])
+        if options.paper_layout:
+            shapes = [(downs_to(PAPER_SIZE // 4 * upsampled >> i, 8), 4) for i in range(options.scales)]
+        else:
+            first = self.input_size // 4 * upsampled
+            shapes = [(downs_to(max(first >> i, 1), options.end_size), 1) for i in range(options.scales)]
+        self.critics = nn.ModuleList([ScaleCritic(w, downs, head, spec.width, norm, spec.condition_dim)
+                                      for w, (downs, head) in zip(self.features.widths, shapes)])
         coarsest = self.critics[-1].channels
         self.heads = nn.ModuleDict({name: nn.Linear(coarsest, dim) for name, dim in spec.aux_outputs.items()})
 
@@ -203,3 +227,17 @@ def register_critics(register):
     register("projected", Projected, options=ProjectedOptions, default=range(64, 1025),
              description="Projected GAN's critic (Sauer et al. 2021): frozen EfficientNet-Lite0 features, a "
                          "discriminator per scale")
+
+
+@hookimpl
+def register_recipes(register):
+    register("projected+hinge", settings={"options.hinge.n_critic": 1, "options.hinge.betas": [0.0, 0.99],
+                                          "options.hinge.lr_generator": 2e-4, "options.hinge.lr_critic": 2e-4},
+             source="Projected GAN's train.py and loss.py: one critic step, Adam(2e-4, betas (0, 0.99))")
+    register("projected+diffaug", settings={"options.diffaug.cutout": 0.2},
+             source="Projected GAN's DiffAugment: cutout of 0.2 of the side")
+    register("fastgan+projected", settings={"model.ema_kimg": 20, "model.ema_rampup": 0.05,
+                                            "options.projected.paper_layout": True},
+             cpu={"model.width": 16, "schedule.batch_size": 16, "options.projected.mixing": False,
+                  "model.ema_kimg": 5, "options.projected.paper_layout": False},
+             source="Projected GAN's train.py (ema_kimg = batch x 10 / 32); on a CPU the 64 px leaderboard's")

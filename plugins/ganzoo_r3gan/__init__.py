@@ -8,8 +8,11 @@ the paper trains it without normalisation or other tricks.
 - Initialisation (the paper's "fix-up"): He-normal weights scaled by the activation's gain and by
   L^(-1/4) for L blocks in all (so the residual sum's variance does not grow with depth), and the last layer of
   every block at zero, so each block starts as the identity.
-- Resampling by a [1, 2, 1] filter: upsampling is linear interpolation (zeros interleaved, then the filter), and
-  downsampling blurs before taking every second pixel; width changes are 1x1 convolutions on the narrow side.
+- Resampling as R3GAN's: its [1, 2, 1] filter convolved with [1, 1] (the box of a factor-2 resampling) gives
+  a 4x4 [1, 3, 3, 1] x [1, 3, 3, 1] kernel. Upsampling interleaves zeros and filters (gain 4): bilinear
+  interpolation with pixel centres at half-pixel offsets, symmetric at the borders (zero padded, as upfirdn2d
+  pads); downsampling filters and keeps every second pixel, each output centred between the two inputs it
+  replaces. Width changes are 1x1 convolutions on the narrow side.
 - The generator starts from a learnt 4x4 basis scaled per channel by a linear map of z, and ends in a 1x1
   convolution to RGB without a squashing nonlinearity (as in R3GAN: its images are near [-1, 1] because the
   data is; sampling clamps). The critic starts with a 1x1 convolution from RGB and ends in a depthwise 4x4
@@ -34,7 +37,8 @@ from ganzoo import Architecture, ArchitectureSpec, Critic, CriticOutput, Generat
 SIZES = (16, 32, 64, 128, 256)
 LEAK = 0.2
 ACTIVATION_GAIN = math.sqrt(2 / (1 + LEAK ** 2))
-FILTER = torch.tensor([1.0, 2.0, 1.0])
+FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
+"""R3GAN's [1, 2, 1] convolved with [1, 1] (its ``CreateLowpassKernel``)."""
 
 
 class R3GANOptions(BaseModel):
@@ -89,13 +93,13 @@ class ResidualBlock(nn.Module):
 
 
 def resampling_kernel(channels: int, scale: float) -> torch.Tensor:
-    """The depthwise 3x3 [1, 2, 1] x [1, 2, 1] kernel, normalised to sum to ``scale``."""
+    """The depthwise 4x4 [1, 3, 3, 1] x [1, 3, 3, 1] kernel, normalised to sum to ``scale``."""
     kernel = torch.outer(FILTER, FILTER)
-    return (kernel / kernel.sum() * scale).expand(channels, 1, 3, 3).contiguous()
+    return (kernel / kernel.sum() * scale).expand(channels, 1, 4, 4).contiguous()
 
 
 class Upsample(nn.Module):
-    """Twice the resolution by linear interpolation; a 1x1 convolution first when the width changes."""
+    """Twice the resolution by bilinear interpolation; a 1x1 convolution first when the width changes."""
 
     def __init__(self, inputs: int, outputs: int):
         super().__init__()
@@ -105,12 +109,11 @@ class Upsample(nn.Module):
     def forward(self, x):
         if self.project is not None:
             x = self.project(x)
-        return F.conv_transpose2d(x, self.kernel.to(x.dtype), stride=2, padding=1, output_padding=1,
-                                  groups=x.shape[1])
+        return F.conv_transpose2d(x, self.kernel.to(x.dtype), stride=2, padding=1, groups=x.shape[1])
 
 
 class Downsample(nn.Module):
-    """Half the resolution by a [1, 2, 1] blur and every second pixel; then a 1x1 convolution if the width
+    """Half the resolution: the [1, 3, 3, 1] filter at every second pixel; then a 1x1 convolution if the width
     changes."""
 
     def __init__(self, inputs: int, outputs: int):
@@ -207,3 +210,18 @@ class R3GAN(Architecture):
 def register_architectures(register):
     register("r3gan", R3GAN, options=R3GANOptions,
              description="R3GAN's normalisation-free ResNet: inverted bottlenecks, grouped convolutions (2025)")
+
+
+@hookimpl
+def register_recipes(register):
+    register("r3gan+rpgan", settings={
+        "options.rpgan.lr_generator": 2e-4, "options.rpgan.lr_critic": 2e-4, "options.rpgan.lr_final": 5e-5,
+        "options.rpgan.betas": [0.0, 0.9], "options.rpgan.beta2_final": 0.99, "options.rpgan.r1": 2.0,
+        "options.rpgan.r2": 2.0, "options.rpgan.r1_final": 0.2, "options.rpgan.r2_final": 0.2,
+        "options.rpgan.schedule_kimg": 20000, "model.ema_kimg": 500, "model.ema_ramp_kimg": 20000},
+        source="R3GAN's train.py, its FFHQ-64 preset: every schedule a half cosine over 20,000 kimg")
+    register("r3gan+rpgan+ada", settings={
+        "options.ada.schedule_kimg": 20000, "options.ada.final_p": 0.3, "options.ada.brightness": 0.5,
+        "options.ada.contrast": 0.5, "options.ada.lumaflip": 0.5, "options.ada.hue": 0.5,
+        "options.ada.saturation": 0.5, "options.ada.cutout": 1.0},
+        source="R3GAN's train.py: a fixed probability schedule (0 to 0.3, FFHQ-64) over the whole ADA pipeline")

@@ -3,6 +3,12 @@
 Critic: E[D(fake)] - E[D(real)] + lambda * E[(||grad_x D(x_hat)||_2 - 1)^2] with x_hat on random lines between
 real and fake samples. Generator: -E[D(fake)]. Defaults follow the paper: lambda 10, n_critic 5,
 Adam(lr 1e-4, betas (0, 0.9)).
+
+With augmentations in the recipe, D is the critic behind them (``batch.critic``), as everywhere in the loss: the
+penalty holds the function the losses see, D(T(x)), to a unit gradient norm with respect to the un-augmented
+x_hat. This is intended: it is how stylegan2-ada and R3GAN differentiate R1 through their augmentation, and it
+constrains the critic where the generator's gradient comes from. Pixels an augmentation zeroes (DiffAugment's
+cutout) have a zero gradient, so the norm is that of the pixels the critic saw.
 """
 
 from __future__ import annotations

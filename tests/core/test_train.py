@@ -159,6 +159,37 @@ def test_a_decay_of_zero_keeps_the_generator_itself():
         average.update(generator)
         assert torch.equal(average.module.weight, generator.weight)
 
+def test_the_average_divides_by_its_own_largest_singular_value():
+    """Spectral norm's vectors are not averaged: after a run of a toy objective, each spectrally normalised layer of
+    the average divides its weight by u . W v within 0.1 % of W's largest singular value (averaged vectors fell
+    5 % short here, and 60 % in a real fastgan run)."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    from ganzoo.engine.model import GeneratorAverage
+
+    torch.manual_seed(0)
+    generator = nn.Sequential(spectral_norm(nn.Conv2d(4, 16, 3, padding=1)), nn.BatchNorm2d(16), nn.ReLU(),
+                              spectral_norm(nn.Conv2d(16, 16, 3, padding=1)), nn.ReLU(),
+                              spectral_norm(nn.Conv2d(16, 3, 3, padding=1)))
+    average = GeneratorAverage(generator, decay=0.99)
+    optimiser = torch.optim.Adam(generator.parameters(), 2e-3, betas=(0.0, 0.99))
+    for _ in range(200):
+        loss = (generator(torch.randn(8, 4, 6, 6)) - 0.5).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        average.update(generator)
+    ratios = []
+    for index in (0, 3, 5):
+        weights = average.module[index].parametrizations.weight
+        norm = weights[0]
+        matrix = weights.original.flatten(1)
+        ratios.append(float(torch.dot(norm._u, matrix @ norm._v) / torch.linalg.matrix_norm(matrix, 2)))
+    assert ratios == pytest.approx([1.0] * 3, abs=1e-3)
+    assert torch.equal(average.module[1].running_mean, generator[1].running_mean)  # buffers are copied
+
+
 def test_cpu_minutes_budget_stops_early(tmp_path):
     summary = run_training(tiny_config(schedule={"steps": None, "cpu_minutes": 0.02}), tmp_path / "run", progress=False)
     assert summary["stopped_by"] == "minutes" and summary["step"] >= 1

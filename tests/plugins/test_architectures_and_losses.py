@@ -133,18 +133,26 @@ def test_resnet_critic_is_spectrally_normalised():
     assert sigma == pytest.approx(1.0, rel=0.05)
 
 
-def test_r3gan_blocks_start_as_identity_and_resample_linearly():
+def test_r3gan_blocks_start_as_identity_and_resample_as_r3gan_does():
+    """R3GAN's resampling: [1, 3, 3, 1] kernels, bilinear with half-pixel centres, the same at every border."""
     spec = ArchitectureSpec(image_size=16, latent_dim=8, width=8)
     generator, critic = R3GAN(R3GANOptions()).build(spec)
     block = generator.stages[0][0]
     x = torch.randn(2, block.widen.in_channels, 4, 4)
     assert torch.equal(block(x), x)  # the narrowing layer starts at zero
-    ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 2, 4, 4)
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 2, 8, 8)
     up = Upsample(2, 2)(ramp)
-    assert up.shape == (1, 2, 8, 8)
-    assert torch.allclose(up[0, 0, 3, 1:7], torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5, 3.0]))  # linear between pixels
-    flat = torch.full((1, 2, 8, 8), 3.0)
-    assert torch.allclose(Downsample(2, 2)(flat)[..., 1:, 1:], torch.full((1, 2, 3, 3), 3.0))
+    assert up.shape == (1, 2, 16, 16)
+    # output pixel j sits at input position j / 2 - 1 / 4: a ramp stays a ramp, with no shift
+    assert torch.allclose(up[0, 0, 8, 1:15], torch.arange(1, 15) / 2 - 0.25)
+    down = Downsample(2, 2)(ramp)
+    assert torch.allclose(down[0, 0, 2, 1:3], torch.tensor([2.5, 4.5]))  # each output centred between two inputs
+    for resample in (Upsample(2, 2), Downsample(2, 2)):
+        out = resample(torch.full((1, 2, 8, 8), 3.0))
+        inner = out[..., 1:-1, 1:-1]
+        assert torch.allclose(inner, torch.full_like(inner, 3.0))
+        for turn in range(1, 4):  # a constant's borders darken alike on every side
+            assert torch.allclose(torch.rot90(out, turn, dims=(2, 3)), out)
 
 
 # --- augmentations ------------------------------------------------------------------------------------------------
@@ -165,6 +173,78 @@ def test_augmentations_keep_shape_change_images_and_pass_gradients(augmentation)
     assert out.shape == images.shape and not torch.allclose(out, images)
     out.square().sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("ratio, side", [(0.5, 32), (0.2, 13)])
+def test_cutout_cuts_the_reference_square(ratio, side):
+    """DiffAugment's rand_cutout: int(64 x ratio + 0.5) px on a side where it lies inside the image."""
+    torch.manual_seed(0)
+    out = DiffAugment(DiffAugOptions(policy=["cutout"], cutout=ratio)).augment(torch.ones(256, 3, 64, 64))
+    holes = (out[:, 0] == 0).sum(dim=(1, 2))
+    assert holes.max().item() == side * side and (holes > 0).all()
+
+
+def test_ada_with_p_zero_is_the_identity_and_its_operations_do_what_they_say():
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    assert torch.allclose(ADA(ADAOptions()).augment(images), images, atol=1e-5)
+    only = {name: 0.0 for name in ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac", "brightness",
+                                   "contrast", "lumaflip", "hue", "saturation")}
+    turned = ADA(ADAOptions(initial_p=1.0, **{**only, "rotate90": 1.0})).augment(images)
+    for image, out in zip(images, turned):  # quarter turns are exact: no resampling blur
+        assert any(torch.allclose(out, torch.rot90(image, k, dims=(1, 2)), atol=1e-5) for k in range(4))
+    grey = torch.zeros(4, 3, 16, 16)  # contrast scales about mid-grey (0 in [-1, 1]), which stays put
+    assert torch.equal(ADA(ADAOptions(initial_p=1.0, **{**only, "contrast": 1.0})).augment(grey), grey)
+    spun = ADA(ADAOptions(initial_p=1.0, **{**only, "hue": 1.0})).augment(images)  # hue turns about the grey axis
+    assert torch.allclose(spun.mean(dim=1), images.mean(dim=1), atol=1e-5)
+    assert not torch.allclose(spun, images, atol=1e-2)
+    moved = ADA(ADAOptions(initial_p=1.0, **{**only, "rotate": 1.0, "scale": 1.0, "xfrac": 1.0})).augment(images)
+    assert not torch.allclose(moved, images, atol=1e-2) and moved.abs().max() <= images.abs().max() + 1e-5
+
+
+def test_schedules_follow_half_cosines_over_their_kimg():
+    """R3GAN's schedules: lr, beta2 and gamma of the loss, p of the augmentation, the average's half-life."""
+    from ganzoo.engine.model import HalfLife
+
+    loss = RelativisticPairing(RpGANOptions(r1=2.0, r2=2.0, r1_final=0.2, r2_final=0.2, lr_final=5e-5,
+                                            betas=(0.0, 0.9), beta2_final=0.99, schedule_kimg=10))
+    optimisers = loss.optimisers(nn.Linear(2, 2), nn.Linear(2, 2))
+    for images, lr, beta2, gamma in ((0, 2e-4, 0.9, 2.0), (5000, 1.25e-4, 0.945, 1.1), (10000, 5e-5, 0.99, 0.2),
+                                     (20000, 5e-5, 0.99, 0.2)):
+        loss.follow_schedule(images)
+        for optimiser in optimisers:
+            assert optimiser.param_groups[0]["lr"] == pytest.approx(lr)
+            assert optimiser.param_groups[0]["betas"] == pytest.approx((0.0, beta2))
+        assert (loss.r1, loss.r2) == pytest.approx((gamma, gamma))
+    ada = ADA(ADAOptions(schedule_kimg=4, final_p=0.3))
+    ada.follow_schedule(1000)
+    assert ada.statistics()["p"] == pytest.approx(0.3 * 0.5 * (1 - math.cos(math.pi / 4)))
+    half_life = HalfLife(images=4000, rampup=None, ramp_images=8000, batch=10)
+    assert half_life.decay(0) == 0  # the first update copies
+    assert half_life.decay(400) == pytest.approx(0.5 ** (10 / 2000))  # half the ramp: half the half-life
+    assert half_life.decay(2000) == pytest.approx(0.5 ** (10 / 4000))
+    assert HalfLife(images=4000, rampup=0.05, ramp_images=None, batch=10).decay(2000) == pytest.approx(0.5 ** 0.01)
+
+
+def test_lazy_penalties_rescale_the_critics_adam_as_stylegan2_does():
+    loss = NonSaturating(PenalisedOptions(r1=1.0, lazy=4, lr_critic=1e-3, betas=(0.5, 0.99)))
+    generator_adam, critic_adam = loss.optimisers(nn.Linear(2, 2), nn.Linear(2, 2))
+    assert critic_adam.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.8)
+    assert critic_adam.param_groups[0]["betas"] == pytest.approx((0.5 ** 0.8, 0.99 ** 0.8))
+    assert generator_adam.param_groups[0]["betas"] == pytest.approx((0.5, 0.99))
+    _, eager = NonSaturating(PenalisedOptions(r1=1.0, lr_critic=1e-3)).optimisers(nn.Linear(2, 2), nn.Linear(2, 2))
+    assert eager.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_hinge_margin_is_drawn_per_score():
+    critic = LinearCritic(torch.zeros(1, 1, 1, 1), b=0.9)  # every score 0.9
+    real, fake = torch.zeros(64, 1, 1, 1), torch.zeros(64, 1, 1, 1)
+    fixed = Hinge(HingeOptions()).critic_terms(critic_batch(Hinge(HingeOptions()), critic, real, fake))
+    assert fixed["hinge_real"].item() == pytest.approx(0.1)
+    loss = Hinge(HingeOptions(margin=(0.8, 1.0)))
+    drawn = loss.critic_terms(critic_batch(loss, critic, real, fake))
+    assert 0.0 < drawn["hinge_real"].item() < 0.1  # relu(m - 0.9) with m in [0.8, 1]: half the scores add nothing
+    assert 1.6 < drawn["hinge_fake"].item() < 1.9
 
 
 def test_ada_probability_follows_the_overfitting_signal_and_resumes():
@@ -217,7 +297,7 @@ def test_ada_state_and_lazy_counters_resume_exactly(tmp_path):
           progress=False)
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
     assert a["components"] == b["components"] and a["components"]["ns"] == {"critic_updates": 4}
-    assert a["components"]["ada"]["p"] > 0
+    assert a["components"]["ada"]["updates"] == 4  # its counters (and p) resumed where they stood
     for key in a["generator"]:
         assert torch.equal(a["generator"][key], b["generator"][key]), key
 

@@ -30,7 +30,10 @@ def test_fastgan_builds_its_declared_sizes_with_conditions_heads_and_reconstruct
     images = generator(z, c)
     assert images.shape == (2, 3, size, size) and images.abs().max() <= 1
     out = critic(images, c)
-    assert out.score.shape == (2,) and out.patches.shape == (2, 25)
+    assert out.score.shape == (2,) and out.patches.shape == (2, 50)  # 5x5 logits from each branch
+    excited = {64: {"8"}, 128: {"8", "16"}}[size]  # FastGAN's se_8_64 (and se_4_32): the 8 px map gated by 64 px
+    assert set(critic.excitations) == excited and critic.small.size == size // 2
+    assert critic.decode_small(torch.randn(2, critic.small.channels, 8, 8)).shape[-1] == min(128, size)
     assert torch.allclose(out.patches.mean(dim=1), out.score, atol=1e-5)
     assert out.aux["acgan_audio-features"].shape == (2, 3) and out.aux["recon"].shape == (2, 1)
     out.aux["recon"].sum().backward()  # the reconstruction error trains the critic's decoders

@@ -149,6 +149,57 @@ def test_defaults_can_depend_on_the_image_size(monkeypatch):
         registry.default_recipe(512)
 
 
+class RecipeSettingsPlugin:
+    """Registers settings for recipes: a general one and a more specific one that refines it."""
+
+    def __init__(self, key="options.hinge.n_critic"):
+        self.key = key
+
+    @hookimpl
+    def register_recipes(self, register):
+        register("hinge", settings={self.key: 3, "options.hinge.lr_critic": 1e-3}, cpu={"model.width": 12})
+        register("hinge+diffaug", settings={self.key: 4}, gpu={"model.width": 48}, source="a paper")
+
+
+@pytest.mark.parametrize("device, n_critic, lr, width", [("cpu", 4, 1e-3, 12), ("cuda", 4, 1e-3, 48)])
+def test_recipes_carry_their_settings_per_device_and_the_user_wins(monkeypatch, device, n_critic, lr, width):
+    from ganzoo.engine.defaults import fill_in
+    from ganzoo.runtime.config import validate_config
+
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "dcgan,losses,augment,synthcovers")
+    registry = load_plugins({"papers": RecipeSettingsPlugin()})
+    settings, notes = fill_in({"recipe": "hinge+diffaug", "system": {"device": device}}, registry)
+    config = validate_config(settings)
+    assert (config.options["hinge"]["n_critic"], config.options["hinge"]["lr_critic"]) == (n_critic, lr)
+    assert config.model.width == width
+    assert any("hinge+diffaug's settings" in note and "a paper" in note for note in notes)
+    mine, _ = fill_in({"recipe": "hinge+diffaug", "system": {"device": device}, "model": {"width": 7},
+                       "options": {"hinge": {"n_critic": 9}}}, registry)
+    assert mine["model"]["width"] == 7 and mine["options"]["hinge"] == {"n_critic": 9, "lr_critic": 1e-3}
+    plain, _ = fill_in({"recipe": "ns", "system": {"device": device}}, registry)
+    assert "options" not in plain  # no registration names ns
+
+
+def test_the_built_in_recipes_carry_their_papers_settings():
+    from ganzoo.engine.defaults import fill_in
+    from ganzoo.registry.loading import get_registry
+
+    settings, _ = fill_in({"recipe": "fastgan+projected+hinge+diffaug", "system": {"device": "cuda"}},
+                          get_registry())
+    assert settings["options"]["hinge"] == {"n_critic": 1, "betas": [0.0, 0.99], "lr_generator": 2e-4,
+                                            "lr_critic": 2e-4}  # Projected GAN's
+    assert settings["options"]["projected"] == {"paper_layout": True} and settings["options"]["diffaug"]["cutout"] == 0.2
+    settings, _ = fill_in({"recipe": "fastgan+hinge+recon+diffaug", "system": {"device": "cpu"}}, get_registry())
+    assert settings["options"]["hinge"]["margin"] == [0.8, 1.0] and settings["model"]["width"] == 16  # FastGAN's
+
+
+def test_a_recipe_setting_that_is_no_config_key_fails_its_plugin(monkeypatch):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    registry = load_plugins({"papers": RecipeSettingsPlugin(key="model.widht")})
+    assert "registered the setting 'model.widht' for recipe 'hinge', which is not a config key" in \
+        registry.plugins["papers"].error
+
+
 def test_two_defaults_at_one_size_are_an_error_naming_the_size(monkeypatch):
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
     with pytest.raises(GanzooError, match="2 plugins claim the default architecture at 63 px: .*'smallarch'.*'bigarch'"):
@@ -368,6 +419,7 @@ def test_the_guides_package_trains_resumes_exactly_and_is_scored_by_its_metric(s
     for key in ("generator", "critic", "ema", "components", "sampler_position", "rng_cpu"):
         assert json.dumps(a[key], default=lambda t: t.tolist()) == json.dumps(b[key], default=lambda t: t.tolist()), key
     assert a["components"]["pair"] == {"updates": 4} and a["components"]["flip"] == {"seen": 32}
+    assert json.loads((split / "config.json").read_text())["options"]["pair"] == {"every": 4}  # its recipe settings
     rows = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
     assert {"critic/pair", "critic/r1", "critic/drift", "generator/pair", "flip/seen"} <= set().union(*rows)

@@ -36,22 +36,13 @@ def data_group():
 def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates, where, quiet):
     """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files and duplicates
     skipped, with counts. A Spotify collection folder packs with its covers' audio features."""
-    from ganzoo.data.prepare import format_counts, prepare as prepare_store
+    from ganzoo.data.prepare import describe_report, prepare as prepare_store
 
     store, report = prepare_store(folder, size, metadata, out, workers, progress=not quiet,
                                   max_hash_distance=None if keep_duplicates else max_hash_distance, where=where)
     click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
-    click.echo(f"  kept {report['kept']} of {report['files']} files")
-    if report["dropped"]:
-        click.echo(f"  dropped: {format_counts(report['dropped'])}")
-    if report["fixed"]:
-        click.echo(f"  fixed: {format_counts(report['fixed'])}")
-    if report.get("metadata"):
-        click.echo(f"  metadata {report['metadata']}: {report['files_without_metadata_row']} files without a "
-                   f"row, {report['metadata_rows_without_image']} rows without an image")
-    if report.get("where"):
-        chosen = report["where"]
-        click.echo(f"  where {' and '.join(chosen['expressions'])}: {chosen['matching']} of {chosen['rows']} rows")
+    for line in describe_report(report):
+        click.echo(f"  {line}")
 
 
 @data_group.command()

@@ -10,8 +10,8 @@ import click
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json):
-    """List plugins, their versions and what each registers (with its options' defaults); plugins that failed to
-    load are listed with the reason."""
+    """List plugins, their versions and what each registers (with its options' defaults, and the settings it gives
+    recipes); plugins that failed to load are listed with the reason."""
     from ganzoo.data.sources import describe_sizes
     from ganzoo.registry.loading import get_registry
 
@@ -21,7 +21,9 @@ def plugins_command(as_json):
                 "components": [{"kind": c.kind, "name": c.name, "default": c.default if isinstance(c.default, bool) else f"at {describe_sizes(c.default)} px",
                                 "description": c.description,
                                 "options": {k: jsonable(v) for k, v in c.option_defaults().items()}}
-                               for c in info.components]}
+                               for c in info.components],
+                "recipes": [{"recipe": r.recipe, "source": r.source, "settings": r.settings, "cpu": r.cpu,
+                             "gpu": r.gpu} for r in info.recipes]}
                for info in registry.plugins.values()]
     if as_json:
         click.echo(json.dumps(listing, indent=2))
@@ -36,6 +38,12 @@ def plugins_command(as_json):
                 click.echo(f"  {component['kind'].replace('_', ' ')}: {component['name']}{default}{about}")
                 if component["options"]:
                     click.echo("    options: " + ", ".join(f"{k}={v}" for k, v in component["options"].items()))
+            for recipe in plugin["recipes"]:
+                click.echo(f"  recipe settings: {recipe['recipe']}" + (f" - {recipe['source']}" if recipe["source"] else ""))
+                for where in ("settings", "cpu", "gpu"):
+                    if recipe[where]:
+                        label = {"settings": "everywhere", "cpu": "on a CPU", "gpu": "on a GPU"}[where]
+                        click.echo(f"    {label}: " + ", ".join(f"{k}={v}" for k, v in recipe[where].items()))
 
 
 def jsonable(value):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def train_command(targets, data_name, config_file, overrides, steps, minutes, cp
     folder of images, a prepared store or a dataset plugin), either in either order, both optional.
 
     What is not set is chosen, and said at the start: the image size from the data's (the largest the recipe
-    builds at or below it, at most 256 px), a batch no larger than the data, and the default recipe for that size
+    builds at or below it, at most 64 px on a CPU and 256 px on a GPU), a batch no larger than the data, the default
+    recipe for that size and the settings its plugins registered for this device
     (`ganzoo plugins`). Writes config.json, metrics.jsonl, samples.png (and samples/ per step) and checkpoint.pt
     to the run folder. Ctrl-C saves a checkpoint after the current step; --resume continues exactly where it
     stopped. Under torchrun (or --nproc N) schedule.batch_size is per process and rank 0 writes the run folder.
@@ -91,7 +93,7 @@ def complete_config(gathered: dict, targets: tuple[str, ...], data_name: str | N
     registry = get_registry()
     recipe, data = None, data_name
     for target in targets:
-        if Path(target).exists() or target in registry.components["dataset"]:
+        if reads_as_data(target, registry):
             if data is not None:
                 raise GanzooError(f"two datasets given: {data!r} and {target!r}")
             data = target
@@ -106,6 +108,30 @@ def complete_config(gathered: dict, targets: tuple[str, ...], data_name: str | N
         set_value(gathered, "data.name", data)
     settings, notes = fill_in(gathered, registry)
     return validate_config(settings), notes
+
+
+def reads_as_data(target: str, registry) -> bool:
+    """Whether a positional argument of ``train`` names data (an existing folder or store, or a dataset plugin)
+    rather than a recipe. One that reads as both, or looks like a path that does not exist, is an error."""
+    is_data = Path(target).exists() or target in registry.components["dataset"]
+    try:
+        recipe = registry.recipe(target).text
+    except GanzooError:
+        recipe = None
+    if is_data and recipe is not None:
+        kind = "a folder" if Path(target).is_dir() else "a dataset" if not Path(target).exists() else "a file"
+        raise GanzooError(f"{target!r} reads both as a recipe ({'+'.join(c.name for c in registry.recipe(target).components)}) "
+                          f"and as {kind} here: give --data {target} for the data, or --set recipe={target} for the "
+                          "recipe")
+    if not is_data and recipe is None and looks_like_path(target):
+        raise GanzooError(f"no such folder: {target}")
+    return is_data
+
+
+def looks_like_path(text: str) -> bool:
+    """A path rather than a recipe: it has a separator, starts with '.' or '~', or ends in a file suffix."""
+    return "/" in text or "\\" in text or text.startswith((".", "~")) or Path(text).suffix.lower() in (
+        ".zip", ".tar", ".csv", ".json", ".toml", ".yaml", ".yml")
 
 
 def resumed_config(run_dir: Path, recipe: str | None, steps, minutes, cpu_minutes, device):
@@ -133,12 +159,21 @@ def train_and_report(config, run_dir: Path, state, quiet: bool, notes: list[str]
     from ganzoo.engine.training import run_training
     from ganzoo.runtime import context
 
+    from tqdm import tqdm
+
+    outlook = Outlook(config)
+
     def announce(start: dict) -> None:
         if not quiet:
             click.echo(banner(start, notes), err=True)
 
+    def calibrated(estimate: dict) -> None:
+        if not quiet:
+            tqdm.write("\n".join(outlook.at_calibration(estimate)), file=sys.stderr)
+
     try:
-        summary = run_training(config, run_dir, resume=state, progress=not quiet, announce=announce)
+        summary = run_training(config, run_dir, resume=state, progress=not quiet, announce=announce,
+                               calibrated=calibrated)
     except KeyboardInterrupt:
         saved = "the last checkpoint is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint yet"
         click.echo(f"Aborted: {saved}.", err=True)
@@ -147,17 +182,75 @@ def train_and_report(config, run_dir: Path, state, quiet: bool, notes: list[str]
         context.teardown()
     if context.rank_from_environment() != 0:
         sys.exit(130 if summary["stopped_by"] == "interrupt" else 0)
-    note = {"steps": "finished", "minutes": "time budget reached",
-            "interrupt": "interrupted; continue with --resume"}[summary["stopped_by"]]
-    click.echo(f"step {summary['step']}: {note}\n  checkpoint: {summary['checkpoint']}\n"
-               f"  samples:    {summary['samples']}")
+    click.echo("\n".join(outlook.at_end(summary)))
     if summary["stopped_by"] == "interrupt":
         sys.exit(130)
 
 
+class Outlook:
+    """What a run's budget buys and where the run stands, against the steps its recipe needed to leave the
+    noise phase in its plugin's measurement (``register_recipes``' ``leaves_noise``)."""
+
+    def __init__(self, config):
+        from ganzoo.registry.loading import get_registry
+
+        registry = get_registry()
+        self.config = config
+        self.size = config.data.image_size
+        found = registry.leaves_noise(registry.recipe(config.recipe, self.size), self.size)
+        self.needed, self.measured_by = (found[0], found[1]) if found else (None, None)
+
+    def noise_phase(self) -> str:
+        return (f"{self.config.recipe}'s grids left the noise phase after about {self.needed:,} steps at {self.size} "
+                f"px in {self.measured_by.plugin}'s measurement (benchmarks/RESULTS.md)")
+
+    def at_calibration(self, estimate: dict) -> list[str]:
+        """Lines after the first steps: the pace, the steps the budget buys, and whether that is enough."""
+        pace, final = estimate["seconds_per_step"], estimate["final_step"]
+        buys = f" -> the budget ends at about step {final:,}" if final is not None else ""
+        lines = [f"  pace:      {pace:.2f} s a step (CPU {estimate['cpu_seconds_per_step']:.2f} s), from steps 2 to "
+                 f"{estimate['step']}{buys}"]
+        if self.needed is None or final is None:
+            return lines
+        if final >= self.needed:
+            return lines + [f"  outlook:   enough: {self.noise_phase()}"]
+        minutes = math.ceil((self.needed - estimate["step"]) * pace / 60)
+        return lines + [f"  outlook:   not enough: {self.noise_phase()}; give about {minutes} minutes "
+                        f"(--minutes {minutes}), a smaller data.image_size, or a GPU"]
+
+    def more(self, summary: dict) -> str:
+        """The budget flag that continues a run: nothing after an interruption (a resume goes on to the planned
+        budget), the same time budget again after one ran out, twice the steps after they were done."""
+        schedule = self.config.schedule
+        if summary["stopped_by"] == "interrupt":
+            return ""
+        if summary["stopped_by"] == "minutes":
+            if schedule.minutes:
+                return f"--minutes {schedule.minutes:g}"
+            return f"--cpu-minutes {schedule.cpu_minutes:g}"
+        return f"--steps {2 * summary['step']}"
+
+    def at_end(self, summary: dict) -> list[str]:
+        """The end message: steps run and why it stopped, where the run stands, how to continue, what it wrote."""
+        step, pace, run_dir = summary["step"], summary["pace"], summary["run_dir"]
+        why = {"steps": "finished", "minutes": "time budget reached",
+               "interrupt": "interrupted; continue with --resume"}[summary["stopped_by"]]
+        speed = f" ({pace[0]:.2f} s a step)" if pace else ""
+        lines = [f"step {step:,}: {why}{speed}"]
+        if self.needed is not None:
+            stands = ("past it" if step >= self.needed else
+                      f"{self.needed - step:,} steps short of it" + (f", about {math.ceil((self.needed - step) * pace[0] / 60)} "
+                                                                    "more minutes" if pace else ""))
+            lines.append(f"  outlook:    {self.noise_phase()}: this run is {stands}")
+        lines.append(f"  continue:   ganzoo train --resume {shlex.quote(run_dir)} {self.more(summary)}".rstrip())
+        return lines + [f"  checkpoint: {summary['checkpoint']}", f"  samples:    {summary['samples']}"]
+
+
 def banner(start: dict, notes: list[str]) -> str:
-    """The start banner: what trains where, on what, with how many weights, for how long, chosen how, and the
-    command that continues it."""
+    """The start banner: what trains where, on what (and what preparing a folder dropped), with how many weights,
+    for how long, chosen how, and the command that continues it."""
+    from ganzoo.data.prepare import describe_report
+
     frozen = f" (+{start['frozen_parameters'] / 1e6:.2f}M frozen)" if start["frozen_parameters"] else ""
     threads = f", {start['threads']} threads" if start["device"] == "cpu" else ""
     ranks = f", {start['world_size']} processes" if start["world_size"] > 1 else ""
@@ -169,6 +262,7 @@ def banner(start: dict, notes: list[str]) -> str:
     lines = [f"ganzoo: training {start['recipe']} in {start['run_dir']}{where}",
              f"  data:      {start['data']}: {start['images']:,} images at {start['image_size']} px, batches of "
              f"{start['batch_size']}",
+             *([f"  prepared:  {'; '.join(describe_report(start['preparation']))}"] if start.get("preparation") else []),
              f"  device:    {start['device']}{threads}{ranks}",
              f"  networks:  generator {start['generator_parameters'] / 1e6:.2f}M parameters, critic "
              f"{start['critic_parameters'] / 1e6:.2f}M{frozen}",
