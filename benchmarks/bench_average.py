@@ -9,7 +9,10 @@ refined by power iterations on the averaged weight).
 
 Per spectrally normalised layer of the saved average: the norms of u and v and the sigma it divides by, as a share
 of its weight's largest singular value; then the relative L2 distance between the two averages' images for the
-same latents, and `ganzoo bench`'s FID, KID, precision and recall of each against the reference.
+same latents, and `ganzoo bench`'s FID, KID, precision and recall against the reference of: the average as
+saved, the average as ganzoo keeps it now ("fixed": vectors re-estimated, buffers copied from the generator),
+the average with its vectors re-estimated only (its batch norm statistics averaged, as before), and the
+generator itself.
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ def average_of(state: dict, ema: dict) -> torch.nn.Module:
     return generator.eval()
 
 
-def repaired(state: dict) -> dict:
-    """The checkpoint's average with its buffers copied from the generator and its singular vectors re-estimated
-    for its own weights."""
+def repaired(state: dict, copy_buffers: bool = True) -> dict:
+    """The checkpoint's average with its singular vectors re-estimated for its own weights, and (``copy_buffers``)
+    its other buffers, batch norm's running statistics, copied from the generator."""
     parameters = {name for name, _ in average_of(state, state["ema"]).named_parameters()}
     ema = {**state["ema"], **{f"module.{key}": value for key, value in state["generator"].items()
-                              if key not in parameters}}
+                              if key not in parameters and (copy_buffers or key.endswith(("._u", "._v")))}}
     module = average_of(state, ema)
     toolkit.refresh_spectral_norms(module, POWER_ITERATIONS)
     ema.update({f"module.{key}": value for key, value in module.state_dict().items()})
@@ -70,10 +73,15 @@ def measure(run: Path, ref: Path | None, generated: int, seed: int, work: Path) 
     result = {"run": str(run), "step": state["step"], "layers": layers,
               "smallest_sigma_share": min(layer["sigma_share"] for layer in layers),
               "image_distance": float((before - after).norm() / after.norm())}
-    fixed_path = work / "fixed-average.pt"
-    torch.save(fixed_state, fixed_path)
+    variants = {"saved": run, "fixed": fixed_state, "vectors_only": repaired(state, copy_buffers=False),
+                "generator": {**state, "ema": {**state["ema"], **{f"module.{key}": value
+                                                                 for key, value in state["generator"].items()}}}}
+    for name, variant in list(variants.items())[1:]:
+        variants[name] = work / f"{name}.pt"
+        toolkit.save_checkpoint({key: value for key, value in variant.items()
+                                 if key not in ("format", "version", "digest")}, variants[name])
     if ref is not None:
-        for name, source in (("saved", run), ("fixed", fixed_path)):
+        for name, source in variants.items():
             out = work / f"bench-{name}.json"
             ganzoo("bench", source, "--metric", "fid", "--metric", "kid", "--metric", "pr", "--ref", ref,
                    "-n", generated, "--seed", seed, "--out", out, threads=2)

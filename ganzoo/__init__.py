@@ -1,9 +1,11 @@
 """ganzoo: a plugin-based GAN zoo for album cover art.
 
 The public API a plugin uses: ``hookimpl`` to mark hook implementations, the interfaces it implements (and the
-records it receives: ``Batch``, ``CriticOutput``, ``MetricInputs``), ``GanzooError`` for one-line errors, and
+records it receives: ``Batch``, ``CriticOutput``, ``MetricInputs``), ``GanzooError`` for one-line errors,
 ``parse_options`` to validate options by hand (components that register an ``options`` model get them
-validated).
+validated), ``adam`` (torch's fused Adam), ``read_bytes`` (a regular file of bounded size, never through a
+link: how a plugin reads a weights file a user names) and ``check_recipe`` (ganzoo's checks of a recipe's
+components, for a plugin's own tests).
 
 Names are imported on first use, so ``import ganzoo`` (and ``ganzoo --help``) does not load torch.
 """
@@ -19,6 +21,8 @@ _PUBLIC = {
     "parse_options": "ganzoo.api.options",
     "RunContext": "ganzoo.runtime.context",
     "adam": "ganzoo.runtime.optim",
+    "read_bytes": "ganzoo.runtime.untrusted",
+    "check_recipe": "ganzoo.engine.checks",
     **{name: "ganzoo.api.interfaces" for name in (
         "AdversarialLoss", "Architecture", "ArchitectureSpec", "Augmentation", "Auxiliary", "Batch", "Condition",
         "Critic", "CriticArchitecture", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",

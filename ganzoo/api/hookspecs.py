@@ -22,8 +22,10 @@ once, when plugins are loaded (the first command that needs them), with a ``regi
 ``default``
     The component used when the user names none of this kind (an architecture, a dataset, a feature extractor,
     a metric, a track id reader). For the recipe kinds, the defaults together make the default recipe, the one
-    ``ganzoo train`` runs when given none; a recipe the user names gets the default architecture only. At most
-    one component per kind may claim it.
+    ``ganzoo train`` runs when given none; a recipe the user names gets the default architecture only. ``True``
+    claims it at every image size, a collection of sizes (``range(64, 1025)``) at those only. At most one
+    component per kind may claim it at any one size: where two do, a run that needs that default stops with one
+    line naming both (other runs go on), and ``ganzoo plugins`` lists the clash.
 
 Each spec below is marked with its kind (``kind``): the name ganzoo uses for it, the interface its factories
 return and how a sentence names one. Adding a kind of component is a spec here and an interface in

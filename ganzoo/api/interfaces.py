@@ -74,6 +74,10 @@ class ArchitectureSpec:
             raise ValueError("critic_batchnorm must be true or false")
 
 
+IMAGE_RANGE_TOLERANCE = 0.05
+"""How far past [-1, 1] a bounded generator's images may reach on the first step before it is refused."""
+
+
 class Generator(nn.Module):
     """``G(z, c) -> images in [-1, 1]`` of shape (B, channels, image_size, image_size)."""
 
@@ -126,12 +130,15 @@ class Architecture(ABC):
 
     ``image_sizes``: the sizes it can build (any collection: a tuple, a ``range``). ``conditional``: whether the
     networks take conditions (if not, a run with conditions is refused). ``extra_outputs``: whether the critic
-    can return the extra outputs auxiliaries ask for.
+    can return the extra outputs auxiliaries ask for. ``bounded_output``: whether the generator's images lie in
+    [-1, 1] (a final tanh), which the engine checks on the first training step (within ``IMAGE_RANGE_TOLERANCE``);
+    a generator that ends without a squashing layer (R3GAN's) says False, and its samples are clamped.
     """
 
     image_sizes: Collection[int] = (32, 64, 128)
     conditional: bool = True
     extra_outputs: bool = True
+    bounded_output: bool = True
 
     @abstractmethod
     def build(self, spec: ArchitectureSpec) -> tuple[Generator, Critic]:

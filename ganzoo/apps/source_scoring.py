@@ -49,6 +49,11 @@ def run_bench(source: str, metrics: tuple[str, ...], ref: str | None, generated:
     if statistics is not None and size != statistics_size:
         raise GanzooError(f"the reference statistics {ref} were taken at {statistics_size} px and the source is "
                           f"scored at {size} px")
+    if statistics is not None and plan.extractor is not None:  # before any image is generated
+        width = statistics.features(plan.extractor, device).shape[1]
+        if width != plan.extractor.num_features:
+            raise GanzooError(f"the reference statistics {ref} hold features of width {width}; the extractor makes "
+                              f"{plan.extractor.num_features}")
     needing_sampler = [name for name, metric in plan.metrics.items() if metric.needs_sampler]
     if needing_sampler and sampler is None:
         raise GanzooError(f"{needing_sampler[0]} needs a checkpoint: it generates covers itself")
@@ -104,13 +109,14 @@ def score_snapshots(run_dir: str | Path, metric: str, ref: str | None, generated
     """Score every snapshot a run kept, and its last checkpoint, with ``metric`` (its primary score), against
     ``ref`` (the run's own training data when None): the steps, the scores and the protocol."""
     from ganzoo.evaluation.runs import primary_score
-    from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint, snapshot_steps
+    from ganzoo.engine.plan import stored_config
+    from ganzoo.runtime.checkpoint import load_checkpoint, snapshot_steps
 
     registry = registry or get_registry()
     key, _ = primary_score(metric, registry)
     run_dir = Path(run_dir)
     state = load_checkpoint(run_dir)
-    config = checkpoint_config(state)
+    config = stored_config(state, registry)
     ref, options = (ref, options) if ref is not None else (config.data.name, config.options | options)
     sources = {step: f"{run_dir}@{step}" for step in snapshot_steps(run_dir)} | {state["step"]: str(run_dir)}
     steps, values, protocol = [], [], {}

@@ -23,14 +23,14 @@ from ganzoo.data.sources import open_dataset
 from ganzoo.data.store import derived_store, load_store, write_metadata_csv, write_rows, write_store
 from ganzoo.engine.conditioning import requested_rows
 from ganzoo.engine.model import refresh_spectral_norms
-from ganzoo.engine.plan import RunPlan, plan_networks, plan_run
+from ganzoo.engine.plan import RunPlan, plan_networks, plan_run, stored_config
 from ganzoo.engine.run_state import checkpoint_networks
 from ganzoo.engine.sampling import Sampler, load_sampler
 from ganzoo.engine.training import Run, Trainer, run_training, set_up
 from ganzoo.evaluation.scoring import Reference, batches_of, extract
 from ganzoo.registry.components import Registry
 from ganzoo.registry.loading import get_registry, load_plugins
-from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint, load_weights
+from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint, load_weights, save_checkpoint
 from ganzoo.runtime.config import TrainConfig, build_config
 from ganzoo.runtime.context import RunContext, resolve_device
 from ganzoo.runtime.pixels import to_float, to_uint8
@@ -41,7 +41,7 @@ __all__ = [
     "checkpoint_parameters", "clean_image", "config", "cover_signature", "derived_store", "export_store", "extract", "extractor",
     "features", "get_registry", "list_files", "load_checkpoint", "load_plugins", "load_sampler", "load_store",
     "open_dataset", "plan_run", "prepare", "project", "read_ahead", "refresh_spectral_norms", "requested_rows", "resolve_device", "run_bench",
-    "run_training", "set_up", "store_subset", "studio_app", "to_float", "to_uint8", "trained_critic", "training_data",
+    "run_training", "save_checkpoint", "set_up", "store_subset", "studio_app", "to_float", "to_uint8", "trained_critic", "training_data",
     "write_cover_folder", "write_metadata_csv", "write_rows", "write_store",
 ]
 
@@ -54,7 +54,7 @@ def config(settings: dict[str, Any] | None = None, **groups) -> TrainConfig:
 def checkpoint_parameters(path: str | Path) -> int:
     """How many parameters a checkpoint's generator and critic have together."""
     state = load_checkpoint(path)
-    networks = checkpoint_networks(state, plan_networks(checkpoint_config(state), get_registry()))
+    networks = checkpoint_networks(state, plan_networks(stored_config(state, get_registry()), get_registry()))
     return sum(p.numel() for network in networks for p in network.parameters())
 
 
@@ -68,14 +68,14 @@ def studio_app(path: str | Path, device: str | torch.device = "cpu"):
 def trained_critic(path: str | Path, device: str | torch.device = "cpu") -> Critic:
     """A checkpoint's critic, weights loaded, in eval mode."""
     state = load_checkpoint(path)
-    _, critic = checkpoint_networks(state, plan_networks(checkpoint_config(state), get_registry()))
+    _, critic = checkpoint_networks(state, plan_networks(stored_config(state, get_registry()), get_registry()))
     load_weights(critic, state["critic"], "critic")
     return critic.to(device).eval()
 
 
 def training_data(path: str | Path, wanted: int | None = None) -> ImageData:
     """The data a checkpoint was trained on, opened as its config names it (a script may; sampling never does)."""
-    config = checkpoint_config(load_checkpoint(path))
+    config = stored_config(load_checkpoint(path), get_registry())
     return open_dataset(config.data.name, config.data.image_size, get_registry(), config.options, wanted=wanted,
                         progress=False)
 

@@ -4,6 +4,7 @@ their first occurrence. The store is cached by content, so preparing the same fo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -62,34 +63,70 @@ def to_rgb(image: Image.Image, fixes: list[str]) -> Image.Image:
     return image.convert("RGB")
 
 
-def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
-    """Decode, convert, centre-crop and resize one file to (size, size, 3) uint8. Raises BadImage."""
-    fixes: list[str] = []
-    if os.path.getsize(path) == 0:
-        raise BadImage("empty file")
+def decode_image(path: str | Path, draft: int | None = None, fixes: list[str] | None = None) -> Image.Image:
+    """The one decoder for image files from anywhere: a regular, non-empty file whose declared size is within
+    ``MAX_DECODED_PIXELS`` (checked from its header, before decoding: a 48 KB file declaring 20000 x 20000 is
+    refused unread), decoded (JPEGs at about ``draft`` px, when given) and converted to 8-bit RGB, the
+    conversion noted in ``fixes``. Raises BadImage with the reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                if image.format == "JPEG":
-                    image.draft(image.mode, (size, size))
-                width, height = image.size
-                if width * height > MAX_DECODED_PIXELS:
-                    raise BadImage("too large")
-                if min(width, height) < MIN_SIDE:
-                    raise BadImage("too small")
+            with opened_image(path) as image:
+                if draft is not None and image.format == "JPEG":
+                    image.draft(image.mode, (draft, draft))
                 image.load()
-                image = to_rgb(image, fixes)
-    except (BadImage, MemoryError):
+                return to_rgb(image, fixes if fixes is not None else [])
+    except (BadImage, MemoryError, KeyboardInterrupt):
         raise
     except Image.DecompressionBombError:
         raise BadImage("too large") from None
-    except Image.UnidentifiedImageError:
-        raise BadImage("not an image") from None
-    except KeyboardInterrupt:
-        raise
     except Exception:  # Pillow's decoders fail on damaged files with many exception types
         raise BadImage("truncated or corrupt") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) an image file declares, from its header alone, checked as ``decode_image`` checks it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with opened_image(path) as image:
+                return image.size
+        except (BadImage, MemoryError, KeyboardInterrupt):
+            raise
+        except Image.DecompressionBombError:
+            raise BadImage("too large") from None
+        except Exception:
+            raise BadImage("truncated or corrupt") from None
+
+
+@contextlib.contextmanager
+def opened_image(path: str | Path):
+    """An image file opened (its header read, nothing decoded) after the checks every reader makes."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        raise BadImage("unreadable") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise BadImage("not a regular file")
+    if status.st_size == 0:
+        raise BadImage("empty file")
+    try:
+        image = Image.open(path)
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image") from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_DECODED_PIXELS:
+            raise BadImage("too large")
+        if min(width, height) < MIN_SIDE:
+            raise BadImage("too small")
+        yield image
+
+
+def clean_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """Decode, convert, centre-crop and resize one file to (size, size, 3) uint8. Raises BadImage."""
+    fixes: list[str] = []
+    image = decode_image(path, draft=size, fixes=fixes)
     width, height = image.size
     side = min(width, height)
     if width != height:

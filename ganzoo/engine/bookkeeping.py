@@ -28,6 +28,7 @@ from ganzoo.runtime.checkpoint import (BEST, SNAPSHOTS, load_checkpoint, save_ch
                                        snapshot_steps)
 from ganzoo.runtime.context import RunContext
 from ganzoo.runtime.files import make_subfolder, open_regular, write_atomically
+from ganzoo.runtime.untrusted import strict_json
 
 RUN_FILES = ("checkpoint.pt", BEST, "config.json", "metrics.jsonl", "samples.png", "eval_protocol.json")
 RUN_FOLDERS = ("samples", SNAPSHOTS, "tensorboard")
@@ -48,7 +49,7 @@ class RunLog:
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         with open_regular(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
+            f.write(strict_json({"step": step, **values}) + "\n")
         if self.tensorboard:
             for name, value in values.items():
                 self.tensorboard.add_scalar(name, value, step)
@@ -68,12 +69,14 @@ class Bookkeeping:
     grids, evaluations and checkpoints at theirs, and all of it once more at the end."""
 
     def __init__(self, plan: RunPlan, model: Model, data: ImageData, run_dir: Path, progress_state: Progress,
-                 fixed_latent, fixed_condition, batches, context: RunContext, progress: bool, budget=None):
+                 fixed_latent, fixed_condition, batches, context: RunContext, progress: bool, budget=None,
+                 term_owners: dict[str, str] | None = None):
         self.config = config = plan.config
         self.plan, self.model, self.data, self.run_dir = plan, model, data, run_dir
         self.state, self.fixed_latent, self.fixed_condition, self.batches = (progress_state, fixed_latent,
                                                                              fixed_condition, batches)
         self.context, self.budget = context, budget
+        self.term_owners = term_owners if term_owners is not None else {}
         write_atomically(run_dir / "config.json", config.model_dump_json(indent=1))
         keep_metrics_until(run_dir / "metrics.jsonl", progress_state.step)
         self.log = RunLog(run_dir)
@@ -95,7 +98,9 @@ class Bookkeeping:
         if step % config.schedule.log_every == 0:
             self.log_metrics(critic_terms, generator_terms)
         elif not self.shown:  # the bar shows losses from the run's first step on
-            self.show(term_values(critic_terms, generator_terms), None)
+            values = term_values(critic_terms, generator_terms)
+            self.check_finite(values)
+            self.show(values, None)
         if step % config.schedule.sample_every == 0:
             self.write_samples()
         snapshot = bool(config.schedule.snapshot_every) and step % config.schedule.snapshot_every == 0
@@ -146,6 +151,7 @@ class Bookkeeping:
         """One metrics.jsonl row: each term by name (this rank's), augmentation statistics, throughput."""
         elapsed = time.perf_counter() - self.interval_start
         values = term_values(critic_terms, generator_terms)
+        self.check_finite(values)
         for name, augmentation in self.plan.augmentations.items():
             values |= {f"{name}/{k}": float(v) for k, v in augmentation.statistics().items()}
         values["critic_images_per_s"] = (self.interval_steps * self.model.loss.n_critic * self.config.schedule.batch_size
@@ -154,6 +160,16 @@ class Bookkeeping:
         self.log.scalars(self.state.step, values)
         self.show(values, values["critic_images_per_s"])
         self.interval_start, self.interval_steps = time.perf_counter(), 0
+
+    def check_finite(self, values: dict[str, float]) -> None:
+        """Stop a run whose loss terms turned NaN or infinite, naming the first such term and its component."""
+        for name, value in values.items():
+            if not math.isfinite(value):
+                kept = self.run_dir / "checkpoint.pt"
+                keeps = (f"; {kept} keeps the last finite state" if kept.exists() else "")
+                raise GanzooError(f"training diverged at step {self.state.step}: the term {name} of "
+                                  f"{self.term_owners.get(name, 'an unknown component')} is {value}{keeps}; lower the "
+                                  "learning rates, or mend the term")
 
     def show(self, values: dict[str, float], images_per_s: float | None) -> None:
         """The latest losses (summed per phase), throughput and time left, beside the progress bar."""
@@ -189,9 +205,10 @@ class Bookkeeping:
         """A checkpoint of everything resume needs (returned); never one of weights that diverged."""
         model = self.model
         if not all(bool(torch.isfinite(p).all()) for p in model.generator.parameters()):
+            kept = self.run_dir / "checkpoint.pt"
+            keeps = f" {kept} keeps the last finite state;" if kept.exists() else ""
             raise GanzooError(f"training diverged at step {self.state.step}: the generator's weights hold NaN or "
-                              f"infinity. {self.run_dir / 'checkpoint.pt'} keeps the last finite state; lower the "
-                              "learning rates")
+                              f"infinity.{keeps} lower the learning rates")
         self.state.elapsed_s = time.perf_counter() - self.started
         self.state.cpu_s = time.process_time() - self.cpu_started
         state = checkpoint_state(self.config, model, self.state, self.batches.position, self.data,

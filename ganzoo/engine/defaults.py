@@ -12,8 +12,9 @@ from ganzoo.api.errors import GanzooError
 from ganzoo.data.prepare import prepare
 from ganzoo.data.sources import DataSource, Survey, resolve_source, survey
 from ganzoo.data.store import is_store, read_manifest
+from ganzoo.engine.plan import stored_config
 from ganzoo.registry.components import Component, Recipe, Registry
-from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint
+from ganzoo.runtime.checkpoint import load_checkpoint
 from ganzoo.runtime.config import TrainConfig, given, set_value
 
 LARGEST_DEFAULT_SIZE = {"cpu": 64, "gpu": 256}
@@ -31,7 +32,7 @@ def fill_in(settings: dict[str, Any], registry: Registry) -> tuple[dict[str, Any
     settings, notes = dict(settings), []
     init_from = settings.get("model", {}).get("init_from")
     if init_from:
-        notes += inherit(settings, checkpoint_config(load_checkpoint(init_from), init_from), registry)
+        notes += inherit(settings, stored_config(load_checkpoint(init_from), registry, init_from), registry)
     data = settings.get("data", {})
     source = resolve_source(data.get("name"), registry, settings.get("options"))
     found = survey(source)

@@ -16,9 +16,9 @@ from ganzoo.api.errors import GanzooError, warn
 from ganzoo.api.interfaces import (AdversarialLoss, ArchitectureSpec, Condition, Critic, CriticOutput, Generator,
                                    ImageData)
 from ganzoo.engine.conditioning import fit_conditions, restore_conditions
-from ganzoo.engine.plan import NetworkPlan, RunPlan
+from ganzoo.engine.plan import NetworkPlan, RunPlan, stored_config
 from ganzoo.registry.components import blame
-from ganzoo.runtime.checkpoint import checkpoint_config, field as checkpoint_field, load_weights
+from ganzoo.runtime.checkpoint import field as checkpoint_field, load_weights
 from ganzoo.runtime.context import RunContext
 from ganzoo.runtime.memory import check_fits, format_bytes, network_footprint
 
@@ -111,7 +111,7 @@ def check_init_source(plan: RunPlan, source: dict, path: str) -> None:
     """Before anything is built: the run that ``--init-from`` names must have this run's architecture, image
     size, widths, latent size, conditions (and their options), architecture options and critic normalisation;
     the first difference is one line."""
-    theirs = checkpoint_config(source, path)
+    theirs = stored_config(source, plan.registry, path)
     ours = plan.config
     spec = checkpoint_field(source, "spec", dict, path)
     architecture = plan.recipe.architecture.name

@@ -9,6 +9,8 @@ evaluation, sampling) takes them from the plan instead of asking the registry ag
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from ganzoo.api.errors import GanzooError, warn
 from ganzoo.api.interfaces import (AdversarialLoss, Architecture, ArchitectureSpec, Augmentation, Auxiliary, Condition,
@@ -16,6 +18,7 @@ from ganzoo.api.interfaces import (AdversarialLoss, Architecture, ArchitectureSp
 from ganzoo.data.sources import DataSource, describe_sizes, resolve_source
 from ganzoo.evaluation.scoring import ScoringPlan, plan_scoring
 from ganzoo.registry.components import Recipe, Registry, blame
+from ganzoo.runtime.checkpoint import checkpoint_config
 from ganzoo.runtime.config import TrainConfig
 
 
@@ -119,6 +122,13 @@ def plan_networks(config: TrainConfig, registry: Registry) -> NetworkPlan:
     return plan
 
 
+def stored_config(state: dict[str, Any], registry: Registry, path: str | Path = "checkpoint") -> TrainConfig:
+    """The config a checkpoint holds, validated, without the options that name files on this machine (weights
+    files): those were someone else's choice, and are never followed."""
+    config = checkpoint_config(state, path)
+    return config.model_copy(update={"options": registry.without_local_paths(config.options)})
+
+
 def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
     """Resolve a training config and check it before any data is touched: the recipe, every ``options.NAME``
     (the recipe's, the conditions', the datasets' and the evaluation's), options nothing uses, and what the
@@ -127,7 +137,7 @@ def plan_run(config: TrainConfig, registry: Registry) -> RunPlan:
     scoring = None
     if config.evaluation.every:
         scoring = plan_scoring(config.evaluation.metrics, config.evaluation.extractor, config.options, registry)
-    config = config.model_copy(update={"recipe": recipe.text, "evaluation": config.evaluation.model_copy(
+    config = config.model_copy(update={"recipe": recipe.resolved, "evaluation": config.evaluation.model_copy(
         update={"metrics": list(scoring.metrics) if scoring else config.evaluation.metrics})})
     data = resolve_source(config.data.name, registry, config.options)
     reference = (resolve_source(config.evaluation.reference, registry, config.options)

@@ -14,11 +14,11 @@ from ganzoo.api.errors import GanzooError
 from ganzoo.api.interfaces import Condition, Generator, Metadata, random_rows
 from ganzoo.engine.conditioning import (UNCONDITIONAL, condition_for, encode, given_rows, probe_rows, read_record,
                                         requested_rows, restore_conditions, sweep_values)
-from ganzoo.engine.plan import NetworkPlan, plan_networks
+from ganzoo.engine.plan import NetworkPlan, plan_networks, stored_config
 from ganzoo.engine.run_state import checkpoint_networks, checkpoint_spec
 from ganzoo.registry.components import Registry
 from ganzoo.registry.loading import get_registry
-from ganzoo.runtime.checkpoint import checkpoint_config, field, load_checkpoint, load_weights
+from ganzoo.runtime.checkpoint import field, load_checkpoint, load_weights
 from ganzoo.runtime.config import TrainConfig
 from ganzoo.runtime.pixels import to_uint8
 
@@ -145,8 +145,9 @@ def load_sampler(path: str | Path, device: torch.device, registry: Registry | No
     generator, and for a conditional model its conditions' fitted states, column summary and training rows,
     each checked as untrusted input."""
     state = load_checkpoint(path)
-    config = checkpoint_config(state)
-    plan = plan_networks(config, registry or get_registry())
+    registry = registry or get_registry()
+    config = stored_config(state, registry)
+    plan = plan_networks(config, registry)
     generator = load_generator(state, plan, device)
     step = field(state, "step", int)
     summary, table, conditions = None, None, plan.conditions

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 from ganzoo.api.errors import GanzooError
-from ganzoo.api.interfaces import Batch, CriticOutput, ImageData, Terms
+from ganzoo.api.interfaces import IMAGE_RANGE_TOLERANCE, Batch, CriticOutput, ImageData, Terms
 from ganzoo.data.loader import BatchSampler, ResidentBatches, StreamedBatches, fits_on_device
 from ganzoo.data.sources import open_source
 from ganzoo.engine.bookkeeping import RUN_FILES, RUN_FOLDERS, Bookkeeping
@@ -89,6 +89,8 @@ class Trainer:
         self.uses_latent_step = {phase: plan.latent_optimiser is not None and phase in plan.latent_optimiser.applies_to
                                  for phase in ("critic", "generator")}
         self.checked: set[str] = set()
+        self.term_owners: dict[str, str] = {}
+        """``critic/NAME`` and ``generator/NAME`` -> the label of the component whose term it is."""
 
     # --- calls into plugins, each naming its plugin when it fails ------------------------------------------------
 
@@ -152,6 +154,7 @@ class Trainer:
                     raise GanzooError(f"{plan.label(name)} and {plan.label(owners[term])} both return a term named "
                                       f"{term!r}")
                 owners[term], terms[term] = name, value
+                self.term_owners.setdefault(f"{batch.phase}/{term}", plan.label(name))
         return {name: value.float().reshape(()) for name, value in terms.items()}
 
     def check_terms(self, terms: Terms, owner: str, phase: str) -> None:
@@ -175,7 +178,22 @@ class Trainer:
 
     def generate(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         with blame(self.plan.label(self.architecture), "failed in its generator's forward pass"):
-            return self.generator(z, condition)
+            images = self.generator(z, condition)
+        if "image range" not in self.checked:
+            self.check_image_range(images)
+        return images
+
+    def check_image_range(self, images: torch.Tensor) -> None:
+        """On the first step: a bounded architecture's images lie in [-1, 1] (within a tolerance)."""
+        self.checked.add("image range")
+        if not self.plan.networks.architecture.bounded_output:
+            return
+        low, high = float(images.min()), float(images.max())
+        if not (low >= -1 - IMAGE_RANGE_TOLERANCE and high <= 1 + IMAGE_RANGE_TOLERANCE):
+            raise GanzooError(f"{self.plan.label(self.architecture)} broke its promise: its generator's images "
+                              f"range over [{low:.2f}, {high:.2f}] on the first step, not [-1, 1] (tolerance "
+                              f"{IMAGE_RANGE_TOLERANCE}); end the generator in a tanh, or declare "
+                              "bounded_output = False if its samples may be clamped")
 
     # --- the two phases of a step --------------------------------------------------------------------------------
 
@@ -371,7 +389,7 @@ def train_run(run: Run, run_dir: Path, progress: bool,
                              context.device)
     budget = Budget(config, context.device)
     log = (Bookkeeping(run.plan, model, run.data, run_dir, run.progress, fixed_latent, fixed_condition, run.batches,
-                       context, progress, budget) if context.ranks.is_main else None)
+                       context, progress, budget, trainer.term_owners) if context.ranks.is_main else None)
     if log and not (run_dir / "checkpoint.pt").exists():
         log.save()  # step 0: a run stopped before its first checkpoint can still be resumed
     budget.start()  # after the evaluation's reference features: the budget is for training

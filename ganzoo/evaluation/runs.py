@@ -4,15 +4,18 @@ under different protocols (``ganzoo bench compare``)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ganzoo.api.errors import GanzooError
 from ganzoo.api.interfaces import Metric
 from ganzoo.registry.components import Registry
+from ganzoo.runtime.untrusted import finite, read_json, read_json_lines
 
 PROTOCOL_KEYS = ("real_images", "generated_images", "extractor", "image_size", "reference_fingerprint",
                  "quantisation")
@@ -41,39 +44,76 @@ def score_key(name: str, metric: Metric) -> str:
     return f"eval/{metric.primary or name}"
 
 
+class RunConfigRecord(BaseModel):
+    """What ``bench compare`` reads of a run's config.json."""
+
+    model_config = ConfigDict(extra="allow")
+    recipe: str | None = None
+
+
+class MetricsRow(BaseModel):
+    """A metrics.jsonl row: its step, and scores by name."""
+
+    model_config = ConfigDict(extra="allow")
+    step: int = Field(ge=0)
+
+
+class BenchProtocol(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    source_step: int = Field(0, ge=0)
+    recipe: str = "-"
+
+
+class BenchResult(BaseModel):
+    """What ``bench compare`` reads of a ``ganzoo bench --out`` file."""
+
+    model_config = ConfigDict(extra="allow")
+    protocol: BenchProtocol
+    scores: dict[str, Any]
+
+
+class Protocol(BaseModel):
+    """A run's eval_protocol.json: a JSON object, whatever its fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def score_value(value: Any, where: str, key: str) -> float:
+    """A recorded score: a finite number, else one line saying where it is not."""
+    if not finite(value):
+        raise GanzooError(f"{where} {key} is {value!r}, not a finite number")
+    return float(value)
+
+
 def read_run_scores(run_dir: str | Path, metric: str, key: str) -> RunScores:
-    """A run's recorded values of ``key`` (``primary_score``) over steps, with its evaluation protocol."""
+    """A run's recorded values of ``key`` (``primary_score``) over steps, with its evaluation protocol; its files
+    read through the untrusted-file door (no link followed, sizes and nesting bounded, fields validated)."""
     run_dir = Path(run_dir)
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-        protocol = json.loads((run_dir / "eval_protocol.json").read_text())
-        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-    except FileNotFoundError as error:
-        raise GanzooError(f"{run_dir} has no {Path(error.filename).name}: pass --score to score its snapshots "
-                          "now, or train with --set evaluation.every=N to record scores") from None
-    except ValueError as error:
-        raise GanzooError(f"{run_dir}: unreadable run files ({error})") from None
-    points = [(line["step"], line[key]) for line in lines if key in line]
+    for name in ("config.json", "eval_protocol.json", "metrics.jsonl"):
+        if not os.path.lexists(run_dir / name):
+            raise GanzooError(f"{run_dir} has no {name}: pass --score to score its snapshots now, or train with "
+                              "--set evaluation.every=N to record scores")
+    config = read_json(run_dir / "config.json", "run config", RunConfigRecord)
+    protocol = read_json(run_dir / "eval_protocol.json", "evaluation protocol", Protocol).model_dump()
+    points = [(row.step, score_value(row.model_extra[key], f"{run_dir / 'metrics.jsonl'}, line {number}:", key))
+              for number, row in read_json_lines(run_dir / "metrics.jsonl", "metrics log", MetricsRow)
+              if key in (row.model_extra or {})]
     if not points:
         raise GanzooError(f"{run_dir} recorded no {metric} scores: pass --score to score its snapshots now, or "
                           f"train with --set 'evaluation.metrics=[{metric}]'")
-    return RunScores(run=str(run_dir), recipe=config.get("recipe", "?"), steps=[s for s, _ in points],
+    return RunScores(run=str(run_dir), recipe=config.recipe or "?", steps=[s for s, _ in points],
                      values=[v for _, v in points], protocol=protocol)
 
 
 def read_bench_scores(path: str | Path, metric: str, key: str) -> RunScores:
     """One ``ganzoo bench`` result (its JSON file) as a run scored once, at the step its source was saved at."""
-    try:
-        result = json.loads(Path(path).read_text())
-        protocol, scores = result["protocol"], result["scores"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise GanzooError(f"{path} is not a ganzoo bench result ({error})") from None
+    result = read_json(path, "ganzoo bench result", BenchResult)
     name = key.split("/", 1)[1]
-    if not isinstance(scores, dict) or not isinstance(scores.get(name), (int, float)):
+    if name not in result.scores:
         raise GanzooError(f"{path} holds no {metric} score (bench it with --metric {metric})")
-    step = protocol.get("source_step", 0)
-    return RunScores(run=str(path), recipe=protocol.get("recipe", "-"), steps=[step], values=[float(scores[name])],
-                     protocol=protocol)
+    value = score_value(result.scores[name], f"{path}:", name)
+    return RunScores(run=str(path), recipe=result.protocol.recipe, steps=[result.protocol.source_step],
+                     values=[value], protocol=result.protocol.model_dump())
 
 
 def protocol_differences(runs: list[RunScores]) -> list[str]:

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import time
-import zipfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 import ganzoo
@@ -26,6 +26,7 @@ from ganzoo.runtime.files import cache_root, write_atomically
 from ganzoo.api.interfaces import FeatureExtractor, ImageData, Metric, MetricInputs
 from ganzoo.registry.components import Registry, blame
 from ganzoo.runtime.pixels import QUANTISATION
+from ganzoo.runtime.untrusted import ArraySpec, finite, parse_json, read_npz, validated
 
 BATCH = 64
 """Images per extraction batch (and per generated batch): small enough for the progress bar to move."""
@@ -140,26 +141,39 @@ def save_reference_statistics(reference: Reference, extractor: FeatureExtractor,
     write_atomically(path, buffer.getvalue())
 
 
+class StatisticsAbout(BaseModel):
+    """What a statistics file says about its features (its ``about`` array, JSON)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    image_size: int = Field(ge=8, le=4096)
+    reference: str = ""
+    reference_fingerprint: str = ""
+    seed: int = Field(0, ge=0)
+    extractor: dict[str, Any] | None = None
+
+
+MAX_REFERENCE_FEATURES = 1 << 27
+"""Feature values a statistics file may hold: 65,536 images of 2,048 features is 1 GiB of float64."""
+
+
 def load_reference_statistics(path: str | Path) -> tuple[Reference, int]:
-    """A Reference holding the features of a statistics file (checked: format, shapes, finite values), and the
-    image size they were taken at."""
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            features, about = stored["features"], json.loads(str(stored["about"]))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise GanzooError(f"{path} is not a ganzoo reference statistics file ({str(error).splitlines()[0][:200]})"
-                          ) from None
-    if not isinstance(about, dict) or about.get("format") != STATISTICS_FORMAT:
-        raise GanzooError(f"{path} is not a ganzoo reference statistics file")
-    if features.ndim != 2 or features.dtype != np.float64 or not np.isfinite(features).all() or len(features) < 2:
-        raise GanzooError(f"{path} holds malformed features ({features.dtype} {features.shape})")
-    size = about.get("image_size")
-    if not isinstance(size, int) or not 8 <= size <= 4096:
-        raise GanzooError(f"{path} does not say a usable image size")
-    data = ImageData(str(about.get("reference", path)), np.zeros((0, size, size, 3), np.uint8), {},
-                     str(about.get("reference_fingerprint", "")))
-    return Reference(data, len(features), int(about.get("seed", 0)), torch.from_numpy(features),
-                     about.get("extractor")), size
+    """A Reference holding the features of a statistics file (checked through the untrusted-file door: array
+    types and sizes before loading, the ``about`` record's fields, finite values), and the image size they were
+    taken at."""
+    what = "ganzoo reference statistics file"
+    arrays = read_npz(path, what, {"features": ArraySpec("float64", 2, MAX_REFERENCE_FEATURES),
+                                   "about": ArraySpec("str", 0, 1)})
+    about = validated(parse_json(str(arrays["about"]), f"{path}: its 'about' record"), StatisticsAbout, str(path))
+    if about.format != STATISTICS_FORMAT:
+        raise GanzooError(f"{path} is not a {what} (format {about.format!r})")
+    features = arrays["features"]
+    if len(features) < 2 or not np.isfinite(features).all():
+        raise GanzooError(f"{path} holds malformed features ({features.dtype} {features.shape}, finite: "
+                          f"{bool(np.isfinite(features).all())})")
+    data = ImageData(about.reference or str(path), np.zeros((0, about.image_size, about.image_size, 3), np.uint8),
+                     {}, about.reference_fingerprint)
+    return Reference(data, len(features), about.seed, torch.from_numpy(features), about.extractor), about.image_size
 
 
 def describe_difference(ours: Any, theirs: Any) -> str:
@@ -280,17 +294,35 @@ def evaluate(plan: ScoringPlan, count: int, seed: int, device: torch.device, sam
         if needing_reference:
             protocol |= {"reference_fingerprint": reference.data.fingerprint, "real_images": reference.size}
     scores: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     for name, metric in plan.metrics.items():
-        result, settings = plan.blamed(name, "failed", lambda m=metric: (m.compute(inputs), m.protocol(inputs)))
+        started = time.perf_counter()
+        with tqdm(total=1, desc=f"metric {name}", unit="metric", disable=not progress) as bar:
+            result, settings = plan.blamed(name, "failed", lambda m=metric: (m.compute(inputs), m.protocol(inputs)))
+            bar.update(1)
+        seconds[name] = round(time.perf_counter() - started, 3)
         if not isinstance(result, dict) or not isinstance(settings, dict):
             raise GanzooError(f"{plan.labels[name]} broke its promise: compute and protocol must return dicts")
+        check_scores(result, plan.labels[name])
         clash = set(result) & set(scores)
         if clash:
             raise GanzooError(f"{plan.labels[name]} returns a score named {sorted(clash)[0]!r}, which another metric "
                               "returns too")
         scores |= result
         protocol |= settings
-    return scores, protocol
+    return scores, protocol | {"metric_seconds": seconds}
+
+
+def check_scores(scores: dict, label: str, prefix: str = "") -> None:
+    """A metric's promise: scores by name, each a finite number or a table (a dict) of them."""
+    for name, value in scores.items():
+        if not isinstance(name, str):
+            raise GanzooError(f"{label} broke its promise: its scores are named by strings, not {name!r}")
+        if isinstance(value, dict):
+            check_scores(value, label, f"{prefix}{name}.")
+        elif not finite(value):
+            raise GanzooError(f"{label} broke its promise: its score {prefix}{name} is {value!r}, not a finite "
+                              "number")
 
 
 def flatten_scores(scores: dict[str, Any], prefix: str) -> dict[str, float]:

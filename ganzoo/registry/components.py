@@ -68,6 +68,13 @@ class Component:
                               f"{hint} (it has: {', '.join(sorted(declared)) or 'none'})")
         return parse_options(self.options, options, f"options.{self.name}")
 
+    def local_path_options(self) -> list[str]:
+        """Its options that name a file on this machine (marked ``json_schema_extra={"local_path": True}``)."""
+        if self.options is None:
+            return []
+        return [name for name, info in self.options.model_fields.items()
+                if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("local_path")]
+
     def option_defaults(self) -> dict[str, Any]:
         if self.options is None:
             return {}
@@ -114,6 +121,12 @@ class Recipe:
 
     text: str
     parts: dict[str, list[Component]]
+
+    @property
+    def resolved(self) -> str:
+        """The recipe as it ran: the text with the architecture it implied written out (``lsgan`` -> ``dcgan+lsgan``)."""
+        parts = [part.strip() for part in self.text.split("+")]
+        return "+".join(parts if self.architecture.name in parts else [self.architecture.name, *parts])
 
     def one(self, kind: str) -> Component | None:
         """The recipe's component of a kind it holds at most one of, or None."""
@@ -172,15 +185,9 @@ class Registry:
                 info.components.clear()
                 info.recipes.clear()
                 info.error = f"registering raised {type(error).__name__}: {first_line(error)}"
-        for kind in KINDS:
-            defaults = [c for c in self.components[kind].values() if c.default is not False]
-            clash = next((size for size in DEFAULT_SIZES if sum(c.is_default_for(size) for c in defaults) > 1),
-                         None) if len(defaults) > 1 else None
-            if clash is not None:
-                claimants = [c for c in defaults if c.is_default_for(clash)]
-                raise GanzooError(f"{len(claimants)} plugins claim the default {kind.replace('_', ' ')} at {clash} px: "
-                                  f"{', '.join(c.label for c in claimants)}; uninstall one, or choose plugins with "
-                                  f"{LOAD_PLUGINS_ENV}")
+        self.clashes = {kind: clash for kind in KINDS if (clash := self.default_clash(kind)) is not None}
+        """Kinds whose default two plugins claim, with the sizes where they do: only what needs that default
+        stops (``default``), and ``ganzoo plugins`` lists them."""
 
     def _register_function(self, kind: str, info: PluginInfo, added: list[Component]):
         def register(name: str, factory: Callable[..., Any], *, options: type[BaseModel] | None = None,
@@ -267,6 +274,30 @@ class Registry:
 
             impl.function(register=register)
 
+    def default_clash(self, kind: str) -> str | None:
+        """The sizes at which several components claim ``kind``'s default, said as a sentence; None when none."""
+        defaults = [c for c in self.components[kind].values() if c.default is not False]
+        if len(defaults) < 2:
+            return None
+        sizes = [size for size in DEFAULT_SIZES if sum(c.is_default_for(size) for c in defaults) > 1]
+        if not sizes:
+            return None
+        claimants = [c for c in defaults if c.is_default_for(sizes[0])]
+        where = f"{sizes[0]} px" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]} px"
+        return (f"{len(claimants)} plugins claim the default {kind.replace('_', ' ')} at {where}: "
+                f"{', '.join(c.label for c in claimants)}")
+
+    def defaults_at(self, kind: str, image_size: int | None) -> list[Component]:
+        """The components claiming ``kind``'s default at ``image_size``; two or more is the clash said as one
+        line (uninstall one, or choose plugins)."""
+        found = [c for c in self.components[kind].values() if c.is_default_for(image_size)]
+        if len(found) > 1 and (image_size is not None or all(c.default is True for c in found)):
+            at = f" at {image_size} px" if image_size is not None else ""
+            raise GanzooError(f"{len(found)} plugins claim the default {kind.replace('_', ' ')}{at}: "
+                              f"{', '.join(c.label for c in found)}; uninstall one, or choose plugins with "
+                              f"{LOAD_PLUGINS_ENV}")
+        return found
+
     def get(self, kind: str, name: str) -> Component:
         """The component of this kind and name, or an error listing close matches and plugins that failed."""
         found = self.components[kind].get(name)
@@ -277,12 +308,23 @@ class Registry:
     def default(self, kind: str, image_size: int | None = None) -> Component:
         """The component a plugin registered as this kind's default (at ``image_size``, for a kind whose
         defaults depend on the size)."""
-        for component in self.components[kind].values():
-            if component.is_default_for(image_size):
-                return component
+        found = self.defaults_at(kind, image_size)
+        if found:
+            return found[0]
         at = f" at {image_size} px" if image_size is not None else ""
         raise GanzooError(f"no installed plugin provides a default {kind.replace('_', ' ')}{at}; name one "
                           f"(installed: {', '.join(sorted(self.components[kind])) or 'none'})")
+
+    def without_local_paths(self, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """``options`` (a checkpoint's, a stranger's) without the options that name files on this machine: a path
+        inside a checkpoint is not the user's choice, so it is never followed; the component's default stands."""
+        by_name = {name: c for kind in self.components.values() for name, c in kind.items()}
+        kept = {}
+        for name, values in options.items():
+            dropped = set(by_name[name].local_path_options()) if name in by_name else set()
+            kept[name] = {key: value for key, value in values.items() if key not in dropped} \
+                if isinstance(values, dict) else values
+        return kept
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -303,11 +345,12 @@ class Registry:
     def default_recipe(self, image_size: int | None = None) -> str:
         """The recipe the installed plugins declare as default at ``image_size``: each recipe kind's default there,
         joined with '+' (the best recipe for that size, as the plugins' authors measured it)."""
-        parts = [c.name for kind in RECIPE_KINDS for c in self.components[kind].values()
-                 if c.is_default_for(image_size) and (c.default is True or image_size is not None)]
+        parts = [c.name for kind in RECIPE_KINDS for c in self.defaults_at(kind, image_size)
+                 if c.default is True or image_size is not None]
         if not any(self.components[kind].get(name) for kind in ("loss",) for name in parts):
-            raise GanzooError("no installed plugin provides a default loss, so there is no default recipe; name one "
-                              f"(losses: {', '.join(self.names('loss')) or 'none installed'})")
+            at = f" at {image_size} px" if image_size is not None else ""
+            raise GanzooError(f"no installed plugin provides a default loss{at}, so there is no default recipe there; "
+                              f"name one (losses: {', '.join(self.names('loss')) or 'none installed'})")
         return "+".join(parts)
 
     def recipe(self, text: str | None, image_size: int | None = None) -> Recipe:

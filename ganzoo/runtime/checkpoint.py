@@ -85,10 +85,11 @@ def snapshot_name(step: int) -> str:
 
 
 def snapshot_steps(run_dir: Path) -> list[int]:
-    """The steps of a run folder's snapshots, in order."""
-    folder = run_dir / SNAPSHOTS
-    found = (re.fullmatch(r"step_([0-9]+)\.pt", entry.name) for entry in folder.iterdir()) if folder.is_dir() else ()
-    return sorted(int(match.group(1)) for match in found if match)
+    """The steps of a run folder's snapshots, in order: files named as ganzoo names them (``snapshot_name``) in a
+    ``snapshots`` folder that is not a link."""
+    folder = check_no_link(run_dir / SNAPSHOTS, "folder")
+    found = (re.fullmatch(r"step_([0-9]{7,})\.pt", entry.name) for entry in folder.iterdir()) if folder.is_dir() else ()
+    return sorted(int(match.group(1)) for match in found if match and match.group(0) == snapshot_name(int(match.group(1))))
 
 
 def checkpoint_file(source: str | Path) -> Path:
@@ -106,7 +107,7 @@ def checkpoint_file(source: str | Path) -> Path:
             raise GanzooError(f"{run_dir} has no {BEST}: a run keeps one when it trains with "
                               "schedule.snapshot_every and evaluation.metrics")
         return check_no_link(run_dir / BEST)
-    step, steps = int(named["which"]), snapshot_steps(run_dir)
+    step, steps = int(named["which"]), snapshot_steps(Path(named["run"]))
     if step not in steps:
         kept = ", ".join(map(str, steps)) or "none (train with schedule.snapshot_every=N)"
         raise GanzooError(f"{run_dir} has no snapshot of step {step}; its snapshots: {kept}")

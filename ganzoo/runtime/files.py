@@ -106,10 +106,11 @@ def make_folder(folder: str | Path) -> Path:
 
 
 def open_regular(path: str | Path, mode: str = "r", encoding: str | None = "utf-8"):
-    """``open(path, mode)`` for a text mode ("r", "a", "a+"), but never through a symbolic link and only onto a
-    regular file (a planted FIFO or device is refused too): a GanzooError otherwise."""
+    """``open(path, mode)`` for a text mode ("r", "a", "a+") or "rb" (with ``encoding`` None), but never through a
+    symbolic link and only onto a regular file (a planted FIFO, device or folder is refused too): a GanzooError
+    otherwise."""
     path = Path(path)
-    flags = {"r": os.O_RDONLY, "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    flags = {"r": os.O_RDONLY, "rb": os.O_RDONLY, "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
              "a+": os.O_RDWR | os.O_APPEND | os.O_CREAT}[mode]
     try:
         descriptor = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)

@@ -24,18 +24,62 @@ CRITIC_PHASE_FORWARDS = 4
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Free memory on ``device``: MemAvailable of /proc/meminfo on the CPU, the CUDA allocator's free memory on
-    a GPU; None when it cannot be told."""
+    """Free memory on ``device``: on the CPU the least of the machine's (MemAvailable of /proc/meminfo), what this
+    process's address-space limit leaves (``ulimit -v``: RLIMIT_AS less VmSize) and what its cgroup's limit
+    leaves (memory.max less memory.current, v2 or v1); the CUDA allocator's free memory on a GPU; None when none
+    can be told."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free
+    found = [value for value in (proc_value("/proc/meminfo", "MemAvailable:"), address_space_left(), cgroup_left())
+             if value is not None]
+    return min(found) if found else None
+
+
+def proc_value(path: str, key: str) -> int | None:
+    """A ``KEY: N kB`` line of a /proc file, in bytes."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def address_space_left() -> int | None:
+    """What this process's address-space limit (``ulimit -v``, ``prlimit --as``) leaves, or None without one."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    used = proc_value("/proc/self/status", "VmSize:")
+    if soft == resource.RLIM_INFINITY or used is None:
+        return None
+    return max(soft - used, 0)
+
+
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+"""Where a cgroup's memory limit and use are read: v2, then v1."""
+
+
+def cgroup_left() -> int | None:
+    """What this process's cgroup memory limit leaves, or None without one."""
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:
+            return None
+        return max(int(limit) - usage, 0)
     return None
 
 

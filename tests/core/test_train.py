@@ -47,7 +47,7 @@ def test_run_folder_contents(tmp_path):
     summary = run_training(tiny_config(schedule={"steps": 4}), tmp_path / "run", progress=False)
     run = tmp_path / "run"
     assert summary["step"] == 4 and summary["stopped_by"] == "steps"
-    assert json.loads((run / "config.json").read_text())["recipe"] == "wgan"
+    assert json.loads((run / "config.json").read_text())["recipe"] == "dcgan+wgan"
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3, 4]
     assert {"critic/wasserstein", "critic/gradient_penalty", "generator/adversarial",

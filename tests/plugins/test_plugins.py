@@ -200,10 +200,13 @@ def test_a_recipe_setting_that_is_no_config_key_fails_its_plugin(monkeypatch):
         registry.plugins["papers"].error
 
 
-def test_two_defaults_at_one_size_are_an_error_naming_the_size(monkeypatch):
+def test_two_defaults_at_one_size_stop_only_what_needs_that_default(monkeypatch):
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    registry = load_plugins({"small": SizedDefaults("small", range(8, 64)), "big": SizedDefaults("big", range(63, 257))})
+    assert registry.clashes["architecture"].startswith("2 plugins claim the default architecture at 63 px")
+    assert registry.default_recipe(32) == "smallarch+smallloss" and registry.default_recipe(128) == "bigarch+bigloss"
     with pytest.raises(GanzooError, match="2 plugins claim the default architecture at 63 px: .*'smallarch'.*'bigarch'"):
-        load_plugins({"small": SizedDefaults("small", range(8, 64)), "big": SizedDefaults("big", range(63, 257))})
+        registry.default_recipe(63)
 
 
 # --- broken promises, through the CLI -------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import click
 from ganzoo.api.errors import GanzooError
 
 MAX_MESSAGE = 1000
+OUT_OF_MEMORY = ("ran out of memory: this process's limit (ulimit -v, a cgroup) or the machine's free memory is "
+                 "smaller than the work asked for; ask for less (fewer or smaller covers, a smaller model or batch)")
 
 
 class UserError(click.ClickException):
@@ -30,6 +32,12 @@ class GanzooGroup(click.Group):
             return super().invoke(ctx)
         except GanzooError as error:
             raise UserError(str(error)) from None
+        except MemoryError:
+            raise UserError(OUT_OF_MEMORY) from None
+        except RuntimeError as error:  # torch's allocator says so in a RuntimeError
+            if not any(sign in str(error).lower() for sign in ("can't allocate memory", "out of memory")):
+                raise
+            raise UserError(f"{OUT_OF_MEMORY} ({str(error).splitlines()[0][:160]})") from None
 
 
 class RootGroup(GanzooGroup):
@@ -102,8 +110,10 @@ class DefaultCommandGroup(GanzooGroup):
             formatter.write_dl(records)
 
 
-def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
-    """``options.NAME.field=value`` assignments (``--set``) as a dict of options by component name."""
+def component_options(assignments: tuple[str, ...], kinds: tuple[str, ...] = ()) -> dict[str, dict]:
+    """``options.NAME.field=value`` assignments (``--set``) as a dict of options by component name; with
+    ``kinds``, each NAME must be a component of one of them and its fields its options (validated), so a
+    setting the command does not use is refused rather than ignored."""
     from ganzoo.runtime.config import apply_override
 
     data: dict = {}
@@ -115,4 +125,17 @@ def component_options(assignments: tuple[str, ...]) -> dict[str, dict]:
     bad = [name for name, value in options.items() if not isinstance(value, dict)]
     if bad:
         raise GanzooError(f"--set options.{bad[0]} needs a field: options.{bad[0]}.FIELD=VALUE")
+    if kinds and options:
+        from ganzoo.registry.loading import get_registry
+
+        registry = get_registry()
+        for name, values in options.items():
+            found = next((registry.get(kind, name) for kind in kinds if name in registry.components[kind]), None)
+            if found is None:
+                usable = sorted(n for kind in kinds for n in registry.components[kind])
+                raise GanzooError(f"--set options.{name}: this command uses no component {name!r} (its options "
+                                  f"are for: {', '.join(usable)})")
+            if found.options is None:
+                raise GanzooError(f"--set options.{name}: {found.label} takes no options")
+            found.parse_options(values)
     return options

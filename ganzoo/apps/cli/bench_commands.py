@@ -11,6 +11,11 @@ from ganzoo.api.errors import GanzooError
 from ganzoo.apps.cli.base import DefaultCommandGroup, RegistryChoice, component_options
 from ganzoo.runtime.files import writable_file, write_atomically
 from ganzoo.runtime.limits import MAX_SEED
+from ganzoo.runtime.untrusted import strict_json
+
+
+BENCH_KINDS = ("metric", "feature_extractor", "dataset")
+"""The components whose options bench takes."""
 
 
 @click.group("bench", cls=DefaultCommandGroup)
@@ -52,13 +57,14 @@ def bench_run(source, metrics, ref, generated, real, seed, size, extractor, extr
     from ganzoo.runtime.context import resolve_device
 
     writable_file(out)
-    options = extractor_options(component_options(overrides), extractor, extractor_weights, resize_filter)
+    options = extractor_options(component_options(overrides, BENCH_KINDS), extractor, extractor_weights,
+                                resize_filter)
     result = run_bench(source, tuple(dict.fromkeys(metrics)), ref, generated, real, seed, extractor, options,
                        resolve_device(device), image_size=size)
     for warning in result["protocol"]["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo(scores_table(result["scores"], result["protocol"]))
-    write_atomically(out, json.dumps(result, indent=1))
+    write_atomically(out, strict_json(result, indent=1))
     click.echo(f"wrote {out}")
 
 
@@ -99,7 +105,8 @@ def bench_stats(ref, real, size, seed, extractor, extractor_weights, resize_filt
     if not size:
         raise GanzooError("say the image size with --size (the reference is not a prepared store)")
     writable_file(out)
-    options = extractor_options(component_options(overrides), extractor, extractor_weights, resize_filter)
+    options = extractor_options(component_options(overrides, BENCH_KINDS), extractor, extractor_weights,
+                                resize_filter)
     about = export_statistics(ref, real, seed, size, extractor, options, resolve_device(device), out)
     click.echo(f"wrote {out}: features of {about['real_images']} images of {about['reference']} at "
                f"{about['image_size']} px ({about['extractor']['extractor']}, resize: "
@@ -116,6 +123,9 @@ def scores_table(scores: dict, protocol: dict) -> str:
                 lines.append(f"| {name} {key} | {shown} |")
         else:
             lines.append(f"| {name} | {value:.4f} |")
+    if protocol.get("metric_seconds"):
+        lines.append("\ncomputed in " + ", ".join(f"{name} {seconds:.1f} s"
+                                                  for name, seconds in protocol["metric_seconds"].items()))
     if "generated_images" in protocol:
         extractor = protocol.get("extractor") or {"extractor": "none"}
         lines.append(f"\n{protocol['generated_images']} generated vs {protocol.get('real_images', '-')} real "
@@ -153,9 +163,8 @@ def bench_compare(sources, metric, score, ref, generated, real, seed, extractor,
     registry = get_registry()
     metric = metric or registry.default("metric").name
     key, lower_is_better = primary_score(metric, registry)
-    scores = [read_bench_scores(source, metric, key) if Path(source).is_file()
-              else run_scores(source, metric, key, score, ref, generated, real, seed, extractor, device)
-              for source in sources]
+    scores = [run_scores(source, metric, key, score, ref, generated, real, seed, extractor, device)
+              if Path(source).is_dir() else read_bench_scores(source, metric, key) for source in sources]
     click.echo(rank_runs(scores, metric, allow_mixed_protocols, lower_is_better))
     if plot:
         plot_runs(scores, metric, key, plot)

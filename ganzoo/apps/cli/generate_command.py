@@ -9,7 +9,7 @@ import click
 
 from ganzoo.api.errors import GanzooError
 from ganzoo.apps.cli.base import RegistryChoice
-from ganzoo.runtime.files import make_folder, writable_file, write_atomically
+from ganzoo.runtime.files import check_no_link, make_folder, writable_file, write_atomically
 from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
 
 
@@ -68,10 +68,17 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     if keyframes and (sweep or features or genre or track):
         raise GanzooError("--interpolate walks random latents and conditions; it takes no --sweep, --features, "
                           "--genre or --track")
+    if truncation != truncation:  # NaN passes every range check
+        raise GanzooError("--truncation must be a number from 0 to 1, not nan")
     out = out or ("interpolation.gif" if keyframes else "grid.png")
     writable_file(out)
     if out_dir:
         make_folder(out_dir)
+        names = ([f"frame_{index:05d}.png" for index in range(keyframes * frames)] if keyframes else
+                 [f"{index:05d}.png" for index in range((count or 4) * max(sweep_steps, 64) if sweep else (count or 64))]
+                 + ["conditions.csv"])
+        for name in names:  # refused before any work, not after the first file
+            check_no_link(Path(out_dir) / name)
     registry = get_registry()
     sampler = load_sampler(checkpoint, resolve_device(device), registry)
     sampler.truncation = truncation

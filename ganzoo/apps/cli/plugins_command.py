@@ -25,6 +25,9 @@ def plugins_command(as_json):
                 "recipes": [{"recipe": r.recipe, "source": r.source, "settings": r.settings, "cpu": r.cpu,
                              "gpu": r.gpu} for r in info.recipes]}
                for info in registry.plugins.values()]
+    for clash in registry.clashes.values():
+        click.echo(f"clash: {clash}; a run that needs that default stops until one is uninstalled (or name the "
+                   "component)", err=True)
     if as_json:
         click.echo(json.dumps(listing, indent=2))
     else:

@@ -23,8 +23,10 @@ def timelapse_command(run, out, fps, max_frames, side):
     """Animate RUN's sample grids (samples/step_N.png: the same latents at every step) as a GIF."""
     import numpy as np
     from PIL import Image
+    from tqdm import tqdm
 
     from ganzoo.apps.covers import write_gif
+    from ganzoo.data.prepare import BadImage, decode_image
 
     folder = check_no_link(Path(run) / "samples", "folder")
     grids = sorted((int(match.group(1)), entry) for entry in (folder.iterdir() if folder.is_dir() else ())
@@ -35,16 +37,41 @@ def timelapse_command(run, out, fps, max_frames, side):
     kept = [grids[round(i * (len(grids) - 1) / (min(max_frames, len(grids)) - 1))]
             for i in range(min(max_frames, len(grids)))]
     out = writable_file(out or Path(run) / "timelapse.gif")
+    for _, path in kept:  # every frame checked before any is decoded
+        check_no_link(path)
+    check_frames_fit([frame_shape(path, side) for _, path in kept])
     frames = []
-    for step, path in kept:
+    for step, path in tqdm(kept, desc="frames", unit="frame"):
         try:
-            with Image.open(check_no_link(path)) as image:
-                image = image.convert("RGB")
-                image.thumbnail((side, side), Image.Resampling.LANCZOS)
-                frames.append(np.asarray(image))
-        except OSError as error:
-            raise GanzooError(f"cannot read {path}: {error}") from None
+            image = decode_image(path)
+        except BadImage as error:
+            raise GanzooError(f"cannot use {path}: {error}") from None
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
+        frames.append(np.asarray(image))
     if len({frame.shape for frame in frames}) > 1:
         raise GanzooError(f"{run}'s sample grids differ in size; they are not one run's grids")
     write_gif(out, frames, round(1000 / fps))
     click.echo(f"wrote {out}: {len(frames)} frames, steps {kept[0][0]} to {kept[-1][0]}")
+
+
+def frame_shape(path: Path, side: int) -> tuple[int, int]:
+    """The (height, width) a grid will have as a frame, read from its header alone (refusing a declared size
+    past the decoder's limit)."""
+    from ganzoo.data.prepare import BadImage, image_size
+
+    try:
+        width, height = image_size(path)
+    except BadImage as error:
+        raise GanzooError(f"cannot use {path}: {error}") from None
+    scale = min(1.0, side / max(width, height))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def check_frames_fit(shapes: list[tuple[int, int]]) -> None:
+    """Refuse, before decoding, a GIF whose frames (held at once, RGB and again quantised) cannot fit in memory."""
+    import torch
+
+    from ganzoo.runtime.memory import check_fits
+
+    check_fits(sum(height * width * 4 for height, width in shapes), torch.device("cpu"),
+               f"the time-lapse ({len(shapes)} frames)", "lower --side or --max-frames")

@@ -137,13 +137,20 @@ def looks_like_path(text: str) -> bool:
 def resumed_config(run_dir: Path, recipe: str | None, steps, minutes, cpu_minutes, device):
     """The config, checkpoint and folder of a run to continue: its own config, with the budget given now, or
     without one, what is left of the budget the run was started with."""
-    from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint
+    from ganzoo.engine.plan import stored_config
+    from ganzoo.registry.loading import get_registry
+    from ganzoo.runtime.checkpoint import load_checkpoint
     from ganzoo.engine.run_state import remaining_budget
 
     state = load_checkpoint(run_dir)
-    config = checkpoint_config(state, run_dir / "checkpoint.pt")
-    if recipe and recipe != config.recipe:
-        raise GanzooError(f"{run_dir} trains {config.recipe!r}, not {recipe!r}")
+    config = stored_config(state, get_registry(), run_dir / "checkpoint.pt")
+    if recipe:
+        from ganzoo.registry.loading import get_registry
+
+        registry = get_registry()
+        if registry.recipe(recipe, config.data.image_size).resolved != registry.recipe(
+                config.recipe, config.data.image_size).resolved:
+            raise GanzooError(f"{run_dir} trains {config.recipe!r}, not {recipe!r}")
     if steps or minutes or cpu_minutes:
         budget = {"steps": steps or config.schedule.steps, "minutes": minutes, "cpu_minutes": cpu_minutes}
     else:
