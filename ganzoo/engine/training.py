@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import signal
 import statistics
 import sys
@@ -290,7 +291,9 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: dict[str, Any
     stopped, paths). Launched by torchrun, it trains data-parallel: ``batch_size`` per rank, rank 0 alone writing
     the run folder, which it locks against a second process for as long as it trains. ``announce`` is given
     ``start_record`` once the run is set up, before the first step, and ``calibrated`` the run's pace and where its
-budget will take it (``Budget.estimate``) after its first few steps (both on rank 0).
+    budget will take it (``Budget.estimate``) after its first few steps (both on rank 0). A new run that fails
+    before finishing a step (a broken promise found on first use) leaves no folder; one stopped by Ctrl-C keeps
+    its step-0 checkpoint.
     """
     run_dir = Path(run_dir)
     registry = registry or get_registry()
@@ -301,17 +304,23 @@ budget will take it (``Budget.estimate``) after its first few steps (both on ran
         if announce:
             announce(start_record(run, run_dir))
         return run
-    new_folder = not run_dir.exists()
+    new_folder, failed_at_step_0 = not run_dir.exists(), False
     try:
         with FolderLock(run_dir, "training"):
             check_folder_entries(run_dir, RUN_FILES, RUN_FOLDERS)
             if resume is None and (run_dir / "checkpoint.pt").exists():
                 raise GanzooError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
             remove_partial_saves(run_dir / "checkpoint.pt")
-            return train_run(started(set_up(config, run_dir, resume, registry, progress)), run_dir, progress,
-                             calibrated)
+            run = started(set_up(config, run_dir, resume, registry, progress))
+            try:
+                return train_run(run, run_dir, progress, calibrated)
+            except Exception:
+                failed_at_step_0 = new_folder and run.progress.step == 0
+                raise
     finally:
-        if new_folder:
+        if failed_at_step_0:
+            shutil.rmtree(run_dir, ignore_errors=True)  # only what this run wrote: its folder is new
+        elif new_folder:
             remove_if_only_locked(run_dir)  # a run that failed to start leaves no empty folder behind
 
 
