@@ -2,7 +2,6 @@
 the first steps, a budget that bounds the run, a step-0 checkpoint, an honest end message, and the messages
 for paths that do not exist or read two ways."""
 
-import json
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ Each case: exit code 2, one line naming the file or plugin and the reason, nothi
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import zipfile
