@@ -26,7 +26,7 @@ _PUBLIC = {
     **{name: "ganzoo.api.interfaces" for name in (
         "AdversarialLoss", "Architecture", "ArchitectureSpec", "Augmentation", "Auxiliary", "Batch", "Condition",
         "Critic", "CriticArchitecture", "CriticOutput", "Dataset", "FeatureExtractor", "Generator", "ImageData", "LatentOptimiser",
-        "Metadata", "Metric", "MetricInputs", "Stateful", "Terms", "TrackIds")},
+        "Metadata", "Metric", "MetricInputs", "Stateful", "Terms", "TrackIds", "Upscaler")},
 }
 
 __all__ = sorted([*_PUBLIC, "GanzooError", "hookimpl", "__version__"])

@@ -202,6 +202,18 @@ def register_track_ids(register):
 
 
 @hookspec
+@kind("upscaler", "Upscaler", "an upscaler")
+def register_upscalers(register):
+    """Register upscalers, which make a cover larger for ``generate --size`` (a resampling filter, or a learned
+    super-resolution network).
+
+    ``factory(options)`` returns an :class:`Upscaler`::
+
+        register("esrgan", lambda options: MyEsrgan(options), options=EsrganOptions)
+    """
+
+
+@hookspec
 def register_recipes(register):
     """Register the settings a recipe was published with (its paper's code), and those it was measured best
     with on a CPU and on a GPU. ``ganzoo train`` applies them where the user sets nothing else (``--set``,

@@ -22,6 +22,8 @@ from torch import nn
 from ganzoo.api.errors import GanzooError
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from ganzoo.runtime.context import RunContext
 
 Metadata = dict[str, np.ndarray]
@@ -481,3 +483,12 @@ class TrackIds(ABC):
     @abstractmethod
     def parse(self, text: str) -> str | None:
         """The track id in ``text``, or None."""
+
+
+class Upscaler(ABC):
+    """Makes covers larger (``generate --size``): ``upscale`` returns an RGB image (the input is one) of
+    ``size`` x ``size`` px, larger than the input."""
+
+    @abstractmethod
+    def upscale(self, image: Image.Image, size: int) -> Image.Image:
+        """``image`` at ``size`` px."""

@@ -89,3 +89,36 @@ def write_gif(path: str | Path, frames: list[np.ndarray], frame_ms: int) -> None
     images = [Image.fromarray(frame) for frame in frames]
     with atomic_file(path) as f:
         images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+
+
+JPEG_QUALITIES = (95, 90, 85, 75, 65)
+
+
+def finished_cover(array: np.ndarray, size: int, upscaler, title: str | None = None, artist: str | None = None,
+                   font: str | None = None, layout: str = "auto"):
+    """A uint8 (S, S, 3) cover made ``size`` px by ``upscaler`` (an :class:`~ganzoo.Upscaler`), then lettered
+    with ``title`` and ``artist`` at that size; with the lettering's placement (None without a title)."""
+    from ganzoo.lettering import letter
+
+    image = Image.fromarray(array)
+    if size != image.width:
+        image = upscaler.upscale(image, size)
+    if not title:
+        return image.convert("RGB"), None
+    return letter(image, title, artist, font, layout)
+
+
+def encoded_cover(image: Image.Image, file_format: str) -> bytes:
+    """An RGB cover as PNG, or as JPEG (sRGB, no alpha) at the highest quality under distributors' 10 MB."""
+    from ganzoo.runtime.limits import MAX_JPEG_BYTES
+
+    buffer = io.BytesIO()
+    if file_format == "png":
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+    for quality in JPEG_QUALITIES:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+        if buffer.tell() <= MAX_JPEG_BYTES:
+            break
+    return buffer.getvalue()

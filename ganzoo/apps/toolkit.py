@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ganzoo.api.interfaces import Critic, FeatureExtractor, ImageData
+from ganzoo.apps.covers import finished_cover
 from ganzoo.apps.projection import project
 from ganzoo.apps.source_scoring import run_bench
 from ganzoo.data.dedup import NearDuplicateIndex, cover_signature
@@ -30,7 +31,7 @@ from ganzoo.engine.training import Run, Trainer, run_training, set_up
 from ganzoo.evaluation.scoring import Reference, batches_of, extract
 from ganzoo.registry.components import Registry
 from ganzoo.registry.loading import get_registry, load_plugins
-from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint, load_weights, save_checkpoint
+from ganzoo.runtime.checkpoint import checkpoint_config, load_checkpoint, load_weights, save_checkpoint, snapshot_steps
 from ganzoo.runtime.config import TrainConfig, build_config
 from ganzoo.runtime.context import RunContext, resolve_device
 from ganzoo.runtime.pixels import to_float, to_uint8
@@ -39,9 +40,9 @@ __all__ = [
     "BadImage", "BatchSampler", "NearDuplicateIndex", "Reference", "Registry", "ResidentBatches", "Run", "RunContext", "RunPlan",
     "Sampler", "StreamedBatches", "TrainConfig", "Trainer", "batches_of", "build_config", "checkpoint_config",
     "checkpoint_parameters", "clean_image", "config", "cover_signature", "derived_store", "export_store", "extract", "extractor",
-    "features", "get_registry", "list_files", "load_checkpoint", "load_plugins", "load_sampler", "load_store",
+    "features", "finished_cover", "get_registry", "list_files", "load_checkpoint", "load_plugins", "load_sampler", "load_store",
     "open_dataset", "plan_run", "prepare", "project", "read_ahead", "refresh_spectral_norms", "requested_rows", "resolve_device", "run_bench",
-    "run_training", "save_checkpoint", "set_up", "store_subset", "studio_app", "to_float", "to_uint8", "trained_critic", "training_data",
+    "run_training", "save_checkpoint", "set_up", "snapshot_steps", "store_subset", "studio_app", "to_float", "to_uint8", "trained_critic", "training_data",
     "write_cover_folder", "write_metadata_csv", "write_rows", "write_store",
 ]
 

@@ -7,3 +7,9 @@ MAX_UPSCALE = 16
 """The largest factor covers are written larger by (``generate --upscale``, the studio's downloads)."""
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "nearest")
 """Resampling filters for upscaled covers, the default first."""
+MAX_COVER_SIZE = 4096
+"""The largest side of a finished cover (``generate --size``): distributors ask for 3000 px."""
+MAX_JPEG_BYTES = 10 * 2 ** 20
+"""Distributors' limit on a cover's file (10 MB): JPEG quality steps down until a cover fits it."""
+LAYOUTS = ("auto", "top", "bottom", "centre")
+"""Where lettering goes on a cover: auto (the flattest of several rows), or a fixed row."""

@@ -102,6 +102,28 @@ def test_download_is_the_grid_cover_upscaled_with_the_named_filter(studio):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), np.asarray(expected))
 
 
+def test_a_finished_download_is_the_cover_upscaled_and_lettered(studio):
+    grid = covers(studio, seed=5, n=4, valence=0.7)
+    status, headers, body = get(f"{studio}/api/cover.jpg?seed=5&n=4&valence=0.7&index=1&size=640")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and "640px" in headers["Content-Disposition"]
+    plain = np.asarray(Image.open(io.BytesIO(body)), dtype=np.float64)
+    expected = np.asarray(Image.fromarray(grid[1]).resize((640, 640), Image.Resampling.LANCZOS), dtype=np.float64)
+    assert np.abs(plain - expected).mean() < 3  # JPEG's loss only
+    status, _, body = get(f"{studio}/api/cover.jpg?seed=5&n=4&valence=0.7&index=1&size=640&title=Paper%20Moon"
+                          "&artist=Zo%C3%AB&layout=top")
+    lettered = np.asarray(Image.open(io.BytesIO(body)), dtype=np.float64)
+    assert status == 200 and np.abs(lettered - plain)[:320].mean() > 3 * np.abs(lettered - plain)[320:].mean()
+
+
+@pytest.mark.parametrize("query, message", [
+    ("size=5000", "size must be from 8 to 4096"), ("layout=left", "layout must be one of"),
+    ("artist=Someone", "give a title too"), ("title=%F0%9F%98%80%F3%A0%84%80", "U+E0100"),
+])
+def test_bad_finished_downloads_get_a_400_with_a_message(studio, query, message):
+    status, _, body = get(f"{studio}/api/cover.jpg?{query}")
+    assert status == 400 and message in json.loads(body)["error"], body
+
+
 @pytest.mark.parametrize("query, message", [
     ("valence=7", "valence must be a number from 0 to 1"),
     ("danceability=0.5", "unknown feature 'danceability'"),
@@ -196,6 +218,13 @@ def test_page_in_headless_chromium_moves_a_slider_and_downloads(studio, tmp_path
         saved = list(downloads.glob("*.png"))
         assert saved and Image.open(saved[0]).size == (256, 256)
         assert "lanczos" in saved[0].name
+        driver.find_element(By.ID, "title").send_keys("Paper Moon")
+        driver.find_elements(By.CSS_SELECTOR, "a.finished")[0].click()
+        deadline = time.monotonic() + 60
+        while not [p for p in downloads.glob("*.jpg")] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        finished = list(downloads.glob("*.jpg"))
+        assert finished and Image.open(finished[0]).size == (3000, 3000) and "3000px" in finished[0].name
     finally:
         driver.quit()
 

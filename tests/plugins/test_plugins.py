@@ -8,10 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from PIL import Image
 from pydantic import BaseModel
 
 from ganzoo import Architecture, Augmentation, Critic, CriticOutput, Generator, hookimpl
@@ -405,7 +407,7 @@ def test_the_guides_package_registers_every_kind(stripes_site):
     assert kinds == {("architecture", "mlp"), ("loss", "pair"), ("latent_optimiser", "nudge"),
                      ("auxiliary", "drift"), ("augmentation", "flip"), ("condition", "angle"), ("dataset", "stripes"),
                      ("feature_extractor", "colourstats"), ("metric", "mean-gap"), ("metric", "colour-gap"),
-                     ("track_ids", "catalogue"), ("command", "data stripes-angles")}
+                     ("track_ids", "catalogue"), ("upscaler", "blocks"), ("command", "data stripes-angles")}
     assert listing["stripes"]["version"] == "0.1.0"
     angles = run_ganzoo("data", "stripes-angles", "--count", "3", env=stripes_site)
     assert angles.returncode == 0 and len(angles.stdout.split()) == 3
@@ -437,3 +439,8 @@ def test_the_guides_package_trains_resumes_exactly_and_is_scored_by_its_metric(s
                             "--real", "16", "--out", tmp_path / "colour.json", env=stripes_site)
         assert colour.returncode == 0, colour.stderr
         assert json.loads((tmp_path / "colour.json").read_text())["scores"]["colour_gap"] > 0
+    enlarged = run_ganzoo("generate", split, "--size", "48", "--upscaler", "blocks", "--out", tmp_path / "big.png",
+                          env=stripes_site)
+    assert enlarged.returncode == 0, enlarged.stderr
+    big = np.asarray(Image.open(tmp_path / "big.png"))
+    assert big.shape == (48, 48, 3) and np.array_equal(big[::3, ::3], big[1::3, 1::3])  # 3x3 blocks

@@ -7,6 +7,7 @@ import click
 from ganzoo.apps.cli.base import RootGroup
 from ganzoo.apps.cli.bench_commands import bench_group
 from ganzoo.apps.cli.data_commands import data_group
+from ganzoo.apps.cli.fonts_command import fonts_command
 from ganzoo.apps.cli.generate_command import generate_command
 from ganzoo.apps.cli.plugins_command import plugins_command
 from ganzoo.apps.cli.project_command import project_command
@@ -22,7 +23,7 @@ def cli():
 
 
 for command in (train_command, generate_command, project_command, timelapse_command, studio_command, bench_group,
-                plugins_command, data_group):
+                plugins_command, fonts_command, data_group):
     cli.add_command(command)
 
 

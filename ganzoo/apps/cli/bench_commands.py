@@ -189,13 +189,12 @@ def run_scores(run: str, metric: str, key: str, score: bool, ref, generated: int
 
 def plot_runs(scores, metric: str, key: str, path: str) -> None:
     """The runs' scores against steps, one line per run, as a PNG (matplotlib)."""
+    import matplotlib
+
     writable_file(path)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise GanzooError("--plot needs matplotlib: pip install -e '.[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(7, 4))
     for run in scores:
         axes.plot(run.steps, run.values, marker="o", label=f"{Path(run.run).name} ({run.recipe})")

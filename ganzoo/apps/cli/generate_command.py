@@ -10,7 +10,9 @@ import click
 from ganzoo.api.errors import GanzooError
 from ganzoo.apps.cli.base import RegistryChoice
 from ganzoo.runtime.files import check_no_link, make_folder, writable_file, write_atomically
-from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
+from ganzoo.runtime.limits import LAYOUTS, MAX_COVER_SIZE, MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
+
+FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 @click.command("generate")
@@ -43,17 +45,34 @@ from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
 @click.option("--upscale", type=click.IntRange(1, MAX_UPSCALE), default=1, show_default=True,
               help="Write the covers this many times larger (resampled: larger files, not more detail).")
 @click.option("--upscale-filter", type=click.Choice(RESAMPLING_FILTERS), default=RESAMPLING_FILTERS[0], show_default=True)
+@click.option("--size", type=click.IntRange(8, MAX_COVER_SIZE), metavar="PX",
+              help="Finish each cover at PX x PX (3000 is what distributors ask for): enlarged by --upscaler, then "
+                   "lettered; each cover its own file (--out-dir, or --out for -n 1).")
+@click.option("--upscaler", type=RegistryChoice("upscaler"),
+              help="What enlarges covers to --size [default: the default one, lanczos].")
+@click.option("--title", help="Letter this title on each cover, where the cover is flattest, at a contrast of at least "
+                              "4.5:1 (drawn at --size, so it is sharp).")
+@click.option("--artist", help="Letter this artist under the title.")
+@click.option("--font", help="The lettering's font: a name `ganzoo fonts` lists, or a .ttf/.otf file "
+                             "[default: DejaVuSans-Bold].")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=LAYOUTS[0], show_default=True,
+              help="Where the lettering goes: auto picks the flattest row.")
+@click.option("--format", "file_format", type=click.Choice(sorted(set(FILE_FORMATS.values()))),
+              help="File format of finished covers: JPEG at the best quality under 10 MB, or PNG [default: --out's "
+                   "suffix, else png].")
 @click.option("--out", type=click.Path(dir_okay=False),
-              help="Grid image to write [default: grid.png; interpolation.gif with --interpolate].")
+              help="Grid image to write [default: grid.png; interpolation.gif with --interpolate; cover.png for one "
+                   "finished cover].")
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="Also write each image (each frame, with --interpolate) as its own PNG here, with "
                    "conditions.csv for conditional models.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, truncation,
-                     keyframes, frames, fps, upscale, upscale_filter, out, out_dir, seed, device):
+                     keyframes, frames, fps, upscale, upscale_filter, size, upscaler, title, artist, font, layout,
+                     file_format, out, out_dir, seed, device):
     """Generate covers from CHECKPOINT's EMA generator (a checkpoint, a run folder, RUN@best or RUN@STEP), at
-    the size it was trained at (or --upscale'd).
+    the size it was trained at (or --upscale'd), or finished: at --size, with --title and --artist lettered.
 
     Conditional checkpoints follow --features, --genre and --track; every feature not given is drawn from the
     training rows that match the given genre and lie nearest to the given values (the 32 nearest), so
@@ -70,9 +89,16 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
                           "--genre or --track")
     if truncation != truncation:  # NaN passes every range check
         raise GanzooError("--truncation must be a number from 0 to 1, not nan")
-    out = out or ("interpolation.gif" if keyframes else "grid.png")
-    writable_file(out)
-    if out_dir:
+    finishing = any(flag is not None for flag in (size, upscaler, title, artist, font, file_format))
+    if finishing:
+        file_format, names = finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out,
+                                            out_dir)
+        for name in names:  # refused before any work, not after the first file
+            check_no_link(writable_file(name))
+    else:
+        out = out or ("interpolation.gif" if keyframes else "grid.png")
+        writable_file(out)
+    if out_dir and not finishing:
         make_folder(out_dir)
         names = ([f"frame_{index:05d}.png" for index in range(keyframes * frames)] if keyframes else
                  [f"{index:05d}.png" for index in range((count or 4) * max(sweep_steps, 64) if sweep else (count or 64))]
@@ -86,6 +112,11 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
         return write_interpolation(sampler, count or 16, keyframes, frames, fps, seed, upscale, upscale_filter, out,
                                    out_dir)
     request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
+    if finishing:
+        chosen = registry.create("upscaler", upscaler or registry.default("upscaler").name, None)
+        images, rows = sampler.covers(len(names), seed, request)
+        return write_finished(images.permute(0, 2, 3, 1).numpy(), rows, track_id, names, size or sampler.image_size,
+                              chosen, (title, artist, font, layout), file_format, out_dir)
     columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
     check_request_fits(sampler.image_size, (count or 4) * columns if sweep else (count or 64), columns, upscale)
     if sweep:
@@ -93,6 +124,64 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     else:
         images, rows = sampler.covers(count or 64, seed, request)
     write_covers(images.permute(0, 2, 3, 1).numpy(), rows, track_id, columns, upscale, upscale_filter, out, out_dir)
+
+
+def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out, out_dir):
+    """The format and the paths of finished covers (``--size``, ``--title``), after checking the flags and that
+    the title can be set in the font, before any work."""
+    if keyframes or sweep:
+        raise GanzooError("--size and --title finish single covers; they take no --interpolate or --sweep")
+    if upscale != 1:
+        raise GanzooError("--size sets a finished cover's size; it takes no --upscale")
+    if (artist is not None or font is not None) and title is None:
+        raise GanzooError("--artist and --font letter a title; give --title too")
+    if title is not None:
+        from ganzoo.lettering import find_font, font_for
+        from ganzoo.lettering.layout import text_lines
+
+        font_for("".join(text_lines(title, artist)), find_font(font))
+    if out_dir is None:
+        if (count or 1) != 1:
+            raise GanzooError(f"{count} finished covers are written one file each: give --out-dir")
+        out = out or "cover.png"
+        suffix = Path(out).suffix.lower()
+        if suffix not in FILE_FORMATS or (file_format and FILE_FORMATS[suffix] != file_format):
+            raise GanzooError(f"--out {out}: a finished cover is a .png, .jpg or .jpeg file"
+                              + (f" matching --format {file_format}" if file_format else ""))
+        return FILE_FORMATS[suffix], [Path(out)]
+    if out:
+        raise GanzooError("finished covers go to --out-dir, one file each; --out names the file of a single one")
+    make_folder(out_dir)
+    file_format = file_format or "png"
+    suffix = {"png": ".png", "jpeg": ".jpg"}[file_format]
+    return file_format, [Path(out_dir) / f"{index:05d}{suffix}" for index in range(count or 64)]
+
+
+def write_finished(covers, rows, track_id, paths: list[Path], size: int, upscaler, lettering: tuple, file_format: str,
+                   out_dir) -> None:
+    """Each cover finished (enlarged to ``size``, lettered) and written to its path, one at a time, and with
+    ``out_dir`` conditions.csv for a conditional model."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from ganzoo.apps.covers import encoded_cover, finished_cover
+    from ganzoo.data.store import write_metadata_csv
+
+    title, artist, font, layout = lettering
+    placement = None
+    for cover, path in tqdm(list(zip(covers, paths)), desc="covers", unit="cover", disable=len(paths) == 1):
+        image, placement = finished_cover(cover, size, upscaler, title, artist, font, layout)
+        write_atomically(path, encoded_cover(image, file_format))
+    if out_dir and rows is not None:
+        if track_id is not None:
+            rows = {"track": np.array([track_id] * len(covers), dtype=object), **rows}
+        write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(covers))
+    where = f"{out_dir}/" if out_dir else str(paths[0])
+    click.echo(f"wrote {len(paths)} cover{'s' * (len(paths) != 1)} of {size} px to {where}")
+    if placement and len(paths) == 1:
+        band = f", on a band at {placement.band[1]:.0%} opacity" if placement.band[1] else ""
+        click.echo(f"  lettering: {placement.font} at {placement.size} px, colour #{bytes(placement.colour).hex()}, "
+                   f"contrast at least {placement.contrast:.1f}:1 against the cover under it{band}")
 
 
 def condition_request(sampler, registry, features, genre, track, tracks, track_ids):

@@ -19,14 +19,16 @@ from werkzeug.exceptions import HTTPException
 
 from ganzoo.engine.conditioning import condition_for
 from ganzoo.api.errors import GanzooError
-from ganzoo.apps.covers import png_bytes
-from ganzoo.runtime.limits import MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
+from ganzoo.apps.covers import encoded_cover, finished_cover, png_bytes
+from ganzoo.runtime.limits import LAYOUTS, MAX_COVER_SIZE, MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
 from ganzoo.engine.sampling import Sampler
 from ganzoo.registry.loading import get_registry
 from ganzoo.apps.tracks import TrackTable, read_tracks, track_request
 
 MAX_GRID = 16
-RESERVED = {"seed", "n", "index", "scale", "filter"}
+RESERVED = {"seed", "n", "index", "scale", "filter", "size", "title", "artist", "layout"}
+FINISHED_SIZE = 3000
+"""The side of a finished download (what distributors ask for)."""
 
 
 class BadRequest(GanzooError):
@@ -54,6 +56,7 @@ class Studio:
         self.lock = threading.Lock()
         self.controls = self._controls()
         self.tracks = tracks if tracks is not None else read_tracks(None, get_registry())
+        self.upscaler = get_registry().create("upscaler", get_registry().default("upscaler").name, None)
 
     def _controls(self) -> list[dict]:
         controls = []
@@ -114,6 +117,7 @@ def create_app(studio: Studio) -> Flask:
     app.add_url_rule("/api/info", view_func=info)
     app.add_url_rule("/api/covers", view_func=covers)
     app.add_url_rule("/api/cover.png", view_func=cover_download)
+    app.add_url_rule("/api/cover.jpg", view_func=finished_download)
     app.add_url_rule("/api/track", view_func=track, methods=["POST"])
     return app
 
@@ -154,6 +158,28 @@ def cover_download():
     data = png_bytes(studio.covers(wanted, seed, count)[index], scale, resampling)
     name = f"ganzoo-cover-seed{seed}-{index}-{scale}x-{resampling}.png"
     return Response(data, mimetype="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def finished_download():
+    """One cover of the grid finished as ``generate --size`` finishes it: ``size`` px (3000 by default) by the
+    default upscaler, lettered with ``title`` and ``artist`` (``layout``), as a JPEG under 10 MB."""
+    studio = studio_of_app()
+    args = request.args.to_dict()
+    index = bounded_int(args, "index", 0, 0, MAX_GRID - 1)
+    size = bounded_int(args, "size", FINISHED_SIZE, 8, MAX_COVER_SIZE)
+    title, artist, layout = args.get("title", "").strip(), args.get("artist", "").strip(), args.get("layout", "auto")
+    if layout not in LAYOUTS:
+        raise BadRequest(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if artist and not title:
+        raise BadRequest("an artist is lettered under a title; give a title too")
+    wanted, seed, count = studio.parse_request(args)
+    if index >= count:
+        raise BadRequest(f"index {index} is outside the grid of {count}")
+    cover = studio.covers(wanted, seed, count)[index]
+    image, _ = finished_cover(cover, size, studio.upscaler, title or None, artist or None, None, layout)
+    name = f"ganzoo-cover-seed{seed}-{index}-{size}px.jpg"
+    return Response(encoded_cover(image, "jpeg"), mimetype="image/jpeg",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def track():
