@@ -15,7 +15,7 @@ import ast
 import json
 from pathlib import Path
 
-LAYERS = ("api", "runtime", "registry", "data", "evaluation", "engine", "lettering", "apps")
+LAYERS = ("api", "runtime", "registry", "data", "evaluation", "engine", "lettering", "audio", "apps")
 """ganzoo's layers from the bottom up: a module may import its own layer and the ones before it."""
 
 

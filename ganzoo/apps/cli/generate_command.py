@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import click
@@ -29,6 +30,10 @@ FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
               help="A features CSV (track_id or uri column) to look --track up in.")
 @click.option("--track-ids", type=RegistryChoice("track_ids"),
               help="The track id plugin that reads --track and --tracks [default: the default one, spotify].")
+@click.option("--audio", "songs", multiple=True, metavar="SONG",
+              help="A song file (WAV, FLAC, OGG, MP3, AIFF) or a folder of them, repeatable: one cover per song, "
+                   "named after it, conditioned on what its audio measures (tempo, loudness, key, mode, duration); "
+                   "the model's other features from --features, else its training median.")
 @click.option("--sweep", metavar="FEATURE",
               help="Write a grid whose columns step FEATURE from its low to its high end, noise fixed per row.")
 @click.option("--sweep-steps", type=click.IntRange(min=2, max=32), default=8, show_default=True,
@@ -68,7 +73,7 @@ FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
                    "conditions.csv for conditional models.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, sweep, sweep_steps, truncation,
+def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, songs, sweep, sweep_steps, truncation,
                      keyframes, frames, fps, upscale, upscale_filter, size, upscaler, title, artist, font, layout,
                      file_format, out, out_dir, seed, device):
     """Generate covers from CHECKPOINT's EMA generator (a checkpoint, a run folder, RUN@best or RUN@STEP), at
@@ -90,9 +95,17 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     if truncation != truncation:  # NaN passes every range check
         raise GanzooError("--truncation must be a number from 0 to 1, not nan")
     finishing = any(flag is not None for flag in (size, upscaler, title, artist, font, file_format))
+    if songs:
+        if keyframes or sweep or track or count:
+            raise GanzooError("--audio makes one cover per song; it takes no -n, --interpolate, --sweep or --track")
+        from ganzoo.audio import song_files
+
+        files = song_files(songs)
+        count, out_dir = len(files), out_dir or (None if out and len(files) == 1 else "covers")
+        finishing = True
     if finishing:
         file_format, names = finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out,
-                                            out_dir)
+                                            out_dir, [path.stem for path in files] if songs else None)
         for name in names:  # refused before any work, not after the first file
             check_no_link(writable_file(name))
     else:
@@ -114,6 +127,9 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
     if finishing:
         chosen = registry.create("upscaler", upscaler or registry.default("upscaler").name, None)
+        if songs:
+            return write_song_covers(sampler, files, request, seed, names, size or sampler.image_size, chosen,
+                                     (title, artist, font, layout), file_format)
         images, rows = sampler.covers(len(names), seed, request)
         return write_finished(images.permute(0, 2, 3, 1).numpy(), rows, track_id, names, size or sampler.image_size,
                               chosen, (title, artist, font, layout), file_format, out_dir)
@@ -126,9 +142,9 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     write_covers(images.permute(0, 2, 3, 1).numpy(), rows, track_id, columns, upscale, upscale_filter, out, out_dir)
 
 
-def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out, out_dir):
-    """The format and the paths of finished covers (``--size``, ``--title``), after checking the flags and that
-    the title can be set in the font, before any work."""
+def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out, out_dir, stems=None):
+    """The format and the paths of finished covers (``--size``, ``--title``; ``stems`` name them, numbers when
+    None), after checking the flags and that the title can be set in the font, before any work."""
     if keyframes or sweep:
         raise GanzooError("--size and --title finish single covers; they take no --interpolate or --sweep")
     if upscale != 1:
@@ -154,7 +170,41 @@ def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_f
     make_folder(out_dir)
     file_format = file_format or "png"
     suffix = {"png": ".png", "jpeg": ".jpg"}[file_format]
-    return file_format, [Path(out_dir) / f"{index:05d}{suffix}" for index in range(count or 64)]
+    stems = stems or [f"{index:05d}" for index in range(count or 64)]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise GanzooError(f"two songs would write {Path(out_dir) / (twice[0] + suffix)}: give them different names")
+    return file_format, [Path(out_dir) / f"{stem}{suffix}" for stem in stems]
+
+
+def write_song_covers(sampler, files, given, seed: int, paths: list[Path], size: int, upscaler, lettering: tuple,
+                      file_format: str) -> None:
+    """One cover per song, conditioned on its measured features, finished and written as soon as it is measured;
+    a song that cannot be measured is one line and the others go on."""
+    from tqdm import tqdm
+
+    from ganzoo.apps.covers import encoded_cover, finished_cover
+    from ganzoo.audio import song_features
+    from ganzoo.audio.request import check_takes_audio, song_request
+
+    check_takes_audio(sampler)
+    failed = 0
+    for song, path in zip(tqdm(files, desc="songs", unit="song", disable=len(files) == 1), paths):
+        try:
+            request, said = song_request(sampler, song_features(song), given)
+        except GanzooError as error:
+            failed += 1
+            tqdm.write(f"skipped {error}", file=sys.stderr)
+            continue
+        tqdm.write(said)
+        images, _ = sampler.covers(1, seed, request)
+        image, _ = finished_cover(images[0].permute(1, 2, 0).numpy(), size, upscaler, *lettering)
+        write_atomically(path, encoded_cover(image, file_format))
+    if failed:
+        raise GanzooError(f"{failed} of {len(files)} songs could not be measured (listed above); "
+                          f"{len(files) - failed} covers written")
+    click.echo(f"wrote {len(files)} cover{'s' * (len(files) != 1)} of {size} px, one per song, to "
+               f"{paths[0].parent if len(paths) > 1 else paths[0]}")
 
 
 def write_finished(covers, rows, track_id, paths: list[Path], size: int, upscaler, lettering: tuple, file_format: str,
