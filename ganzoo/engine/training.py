@@ -397,6 +397,7 @@ def train_run(run: Run, run_dir: Path, progress: bool,
     fixed_condition = encode(model.conditions, run.data.rows(torch.arange(SAMPLE_GRID).numpy() % len(run.data.images)),
                              context.device)
     budget = Budget(config, context.device)
+    threads = ThreadShare(context.device, budget)
     log = (Bookkeeping(run.plan, model, run.data, run_dir, run.progress, fixed_latent, fixed_condition, run.batches,
                        context, progress, budget, trainer.term_owners) if context.ranks.is_main else None)
     if log and not (run_dir / "checkpoint.pt").exists():
@@ -420,6 +421,11 @@ def train_run(run: Run, run_dir: Path, progress: bool,
                 budget.step_done()
                 if log:
                     log.after_step(critic_terms, generator_terms)
+                lowered = threads.after_step(run.progress.step)
+                if lowered:
+                    budget.recalibrate()  # the pace changes with the threads: estimated again after a few steps
+                    if log and progress:
+                        log.bar.write(lowered)
                 if budget.calibrated():
                     budget.check_one_step_fits()
                     estimate = budget.estimate(run.progress.step)
@@ -438,7 +444,41 @@ def train_run(run: Run, run_dir: Path, progress: bool,
     context.barrier()
     return {"run_dir": str(run_dir), "step": run.progress.step, "stopped_by": stopped_by,
             "checkpoint": str(run_dir / "checkpoint.pt"), "samples": str(run_dir / "samples.png"),
-            "pace": budget.pace(), "elapsed_s": run.progress.elapsed_s, "cpu_s": run.progress.cpu_s}
+            "pace": budget.pace(), "elapsed_s": run.progress.elapsed_s, "cpu_s": run.progress.cpu_s,
+            "threads_lowered": threads.lowered}
+
+
+class ThreadShare:
+    """On a CPU, a run computes with no more threads than the cores it gets. PyTorch's OpenMP threads spin while
+    they wait for each other, so when another process takes cores, every thread beyond the cores received only
+    slows the run (two runs of 2 threads on 2 cores: each 3.0x slower than with one thread each,
+    benchmarks/RESULTS.md). After each ``WINDOW`` steps, a run that received under ``SHORT`` of a core per thread
+    (its CPU time over its wall-clock time) drops to the cores it received; it does not climb back when the
+    machine frees up (a resumed run starts with every thread again)."""
+
+    WINDOW = 20
+    SHORT = 0.75
+
+    def __init__(self, device: torch.device, budget: "Budget"):
+        self.budget, self.since = budget, 0
+        self.active = device.type == "cpu" and torch.get_num_threads() > 1
+        self.lowered: tuple[int, int, int] | None = None
+        """(step, threads before, threads after) of the last drop."""
+
+    def after_step(self, step: int) -> str | None:
+        """A line to print when the run just dropped threads, else None."""
+        self.since += 1
+        if not self.active or self.since < self.WINDOW:
+            return None
+        self.since = 0
+        threads, received = torch.get_num_threads(), self.budget.cores_received()
+        fewer = max(1, int(received + 0.25))
+        if received >= self.SHORT * threads or fewer >= threads:
+            return None
+        torch.set_num_threads(fewer)
+        self.lowered, self.active = (step, threads, fewer), fewer > 1
+        return (f"step {step}: the machine is busy (this run got {received:.1f} of its {threads} threads' cores); "
+                f"training on with {fewer} thread{'s' * (fewer != 1)}")
 
 
 CALIBRATION_STEPS = 3
@@ -465,6 +505,11 @@ class Budget:
         self.last = (time.perf_counter(), time.process_time())
         self.steps: list[tuple[float, float]] = []
 
+    def recalibrate(self) -> None:
+        """Forget the steps timed so far: the pace, and the estimate, start again from the next steps."""
+        self.steps = []
+        self.last = (time.perf_counter(), time.process_time())
+
     def step_done(self) -> None:
         """Record the step that just ended (its device work finished, while the pace is calibrated)."""
         if len(self.steps) < CALIBRATION_STEPS:
@@ -485,6 +530,13 @@ class Budget:
             return None
         later = self.steps[1:] or self.steps
         return statistics.median(w for w, _ in later), statistics.median(c for _, c in later)
+
+    def cores_received(self) -> float:
+        """CPU seconds this process used per wall-clock second over the latest steps (the first, which warms
+        up, left out): the cores it got."""
+        later = self.steps[1:] or self.steps
+        wall = sum(w for w, _ in later)
+        return sum(c for _, c in later) / wall if wall > 0 else 0.0
 
     def spent(self) -> bool:
         """Whether the budgets lack room for one more step at the run's pace."""

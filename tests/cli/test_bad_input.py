@@ -311,7 +311,7 @@ def test_unknown_plugin_in_load_plugins_is_named(monkeypatch, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "Error: GANZOO_LOAD_PLUGINS names 'nope', which no installed plugin is called (installed: acgan, ")
-    assert "synthcovers, wgan)" in lines[0]
+    assert "synthcovers, upscalers, wgan)" in lines[0]
 
 
 def test_help_and_version_do_not_import_torch():

@@ -135,6 +135,7 @@ def test_an_unlettered_cover_is_the_upscalers_output(run, tmp_path):
     (["--size", "512", "--sweep", "energy"], ["no --interpolate or --sweep"]),
     (["--size", "512", "--upscale", "2"], ["no --upscale"]),
     (["--title", "   "], ["the title is empty"]),
+    (["--size", "16"], ["smaller than the model's 32 px covers"]),
 ])
 def test_bad_finishing_flags_are_one_line_before_any_work(run, tmp_path, monkeypatch, flags, fragments):
     monkeypatch.chdir(tmp_path)

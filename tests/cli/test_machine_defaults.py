@@ -66,12 +66,14 @@ class Clock:
 
     def __init__(self):
         self.now = 0.0
+        self.cpu = None
+        """CPU seconds when set apart from wall-clock ones."""
 
     def perf_counter(self):
         return self.now
 
     def process_time(self):
-        return self.now
+        return self.now if self.cpu is None else self.cpu
 
 
 def test_a_budget_starts_no_step_it_has_no_room_for(monkeypatch):
@@ -142,3 +144,55 @@ def test_bench_says_its_pace_and_suggests_smaller_counts_on_a_cpu():
     assert line.startswith("features generated: 0.050 s an image after the first batch, about 04:06 more")
     assert "-n 1000 --real 1000" in line
     assert "-n 1000" not in pace_line("features generated", 0.05, 936, torch.device("cpu"))
+
+
+class Cores:
+    """A budget whose steps got ``received`` cores, and torch's thread count as a number."""
+
+    def __init__(self, received, threads=2):
+        self.received, self.threads = received, threads
+
+    def cores_received(self):
+        return self.received
+
+
+def test_a_run_drops_to_the_cores_it_gets_on_a_busy_machine(monkeypatch):
+    cores = Cores(received=1.1)
+    monkeypatch.setattr(training.torch, "get_num_threads", lambda: cores.threads)
+    monkeypatch.setattr(training.torch, "set_num_threads", lambda n: setattr(cores, "threads", n))
+    share = training.ThreadShare(training.torch.device("cpu"), cores)
+    said = [share.after_step(step) for step in range(1, 2 * training.ThreadShare.WINDOW + 1)]
+    assert cores.threads == 1 and share.lowered == (training.ThreadShare.WINDOW, 2, 1)
+    assert [line for line in said if line] == [f"step {training.ThreadShare.WINDOW}: the machine is busy (this run "
+                                               "got 1.1 of its 2 threads' cores); training on with 1 thread"]
+
+
+@pytest.mark.parametrize("received, device", [(1.9, "cpu"), (0.4, "cuda")])
+def test_a_run_that_gets_its_cores_or_uses_a_gpu_keeps_its_threads(monkeypatch, received, device):
+    cores = Cores(received)
+    monkeypatch.setattr(training.torch, "get_num_threads", lambda: cores.threads)
+    monkeypatch.setattr(training.torch, "set_num_threads", lambda n: setattr(cores, "threads", n))
+    share = training.ThreadShare(training.torch.device(device), cores)
+    assert not any(share.after_step(step) for step in range(1, 101)) and cores.threads == 2
+
+
+def test_cores_received_is_cpu_time_over_wall_time(monkeypatch):
+    clock = Clock()
+    clock.cpu = 0.0
+    monkeypatch.setattr(training, "time", clock)
+    budget = training.Budget(tiny_config(schedule={"steps": None, "minutes": 1.0}))
+    for cpu_share in (2.0, 1.0, 1.0, 1.0):  # the first step warms up and is left out
+        clock.now += 1.0
+        clock.cpu += cpu_share
+        budget.step_done()
+    assert budget.cores_received() == pytest.approx(1.0)
+
+
+def test_the_estimate_is_made_again_after_the_threads_drop(tmp_path, monkeypatch):
+    monkeypatch.setattr(training.ThreadShare, "after_step",
+                        lambda self, step: "fewer threads" if step == 4 else None)
+    estimates = []
+    training.run_training(tiny_config(schedule={"steps": 10}), tmp_path / "run", progress=False,
+                          calibrated=estimates.append)
+    assert [estimate["step"] for estimate in estimates] == [training.CALIBRATION_STEPS,
+                                                              4 + training.CALIBRATION_STEPS]

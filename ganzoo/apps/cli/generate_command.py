@@ -126,6 +126,9 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
                                    out_dir)
     request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
     if finishing:
+        if size is not None and size < sampler.image_size:
+            raise GanzooError(f"--size {size} is smaller than the model's {sampler.image_size} px covers; covers are "
+                              "finished at their size or larger")
         chosen = registry.create("upscaler", upscaler or registry.default("upscaler").name, None)
         if songs:
             return write_song_covers(sampler, files, request, seed, names, size or sampler.image_size, chosen,

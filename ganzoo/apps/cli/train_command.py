@@ -249,6 +249,10 @@ class Outlook:
                       f"{self.needed - step:,} steps short of it" + (f", about {math.ceil((self.needed - step) * pace[0] / 60)} "
                                                                     "more minutes" if pace else ""))
             lines.append(f"  outlook:    {self.noise_phase()}: this run is {stands}")
+        if summary.get("threads_lowered"):
+            at, before, after = summary["threads_lowered"]
+            lines.append(f"  threads:    {before} -> {after} from step {at:,}: the machine was busy (a resume starts "
+                         f"with {before} again)")
         lines.append(f"  continue:   ganzoo train --resume {shlex.quote(run_dir)} {self.more(summary)}".rstrip())
         return lines + [f"  checkpoint: {summary['checkpoint']}", f"  samples:    {summary['samples']}"]
 
