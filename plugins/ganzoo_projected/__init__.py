@@ -241,3 +241,5 @@ def register_recipes(register):
              cpu={"model.width": 16, "schedule.batch_size": 16, "options.projected.mixing": False,
                   "model.ema_kimg": 5, "options.projected.paper_layout": False},
              source="Projected GAN's train.py (ema_kimg = batch x 10 / 32); on a CPU the 64 px leaderboard's")
+    register("fastgan+projected+hinge+diffaug", leaves_noise={64: 1750},
+             source="benchmarks/RESULTS.md, the noise phase on 138 real covers at the CPU settings")
