@@ -87,6 +87,31 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     from ganzoo.registry.loading import get_registry
     from ganzoo.runtime.context import resolve_device
 
+    check_flags(tracks, track, keyframes, sweep, features, genre, truncation)
+    finishing, files, file_format, names, out = planned_files(
+        count, keyframes, frames, sweep, sweep_steps, track, songs, upscale, size, upscaler, title, artist, font,
+        file_format, out, out_dir)
+    registry = get_registry()
+    sampler = load_sampler(checkpoint, resolve_device(device), registry)
+    sampler.truncation = truncation
+    if keyframes:
+        return write_interpolation(sampler, count or 16, keyframes, frames, fps, seed, upscale, upscale_filter, out,
+                                   out_dir)
+    request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
+    if finishing:
+        return finish(sampler, registry, request, track_id, files, names, seed, size, upscaler,
+                      (title, artist, font, layout), file_format, out_dir)
+    columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
+    check_request_fits(sampler.image_size, (count or 4) * columns if sweep else (count or 64), columns, upscale)
+    if sweep:
+        images, rows, columns = sampler.sweep(sweep, sweep_steps, count or 4, seed, request)
+    else:
+        images, rows = sampler.covers(count or 64, seed, request)
+    write_covers(images.permute(0, 2, 3, 1).numpy(), rows, track_id, columns, upscale, upscale_filter, out, out_dir)
+
+
+def check_flags(tracks, track, keyframes, sweep, features, genre, truncation) -> None:
+    """Refuse flags that do not go together, before any work."""
     if tracks and not track:
         raise GanzooError("--tracks is the file to look --track up in; give --track too")
     if keyframes and (sweep or features or genre or track):
@@ -94,7 +119,14 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
                           "--genre or --track")
     if truncation != truncation:  # NaN passes every range check
         raise GanzooError("--truncation must be a number from 0 to 1, not nan")
+
+
+def planned_files(count, keyframes, frames, sweep, sweep_steps, track, songs, upscale, size, upscaler, title, artist,
+                  font, file_format, out, out_dir):
+    """What the command will write, each path checked before any work: (finishing or not, the songs, the
+    finished covers' format, their paths, the grid or GIF path)."""
     finishing = any(flag is not None for flag in (size, upscaler, title, artist, font, file_format))
+    files = []
     if songs:
         if keyframes or sweep or track or count:
             raise GanzooError("--audio makes one cover per song; it takes no -n, --interpolate, --sweep or --track")
@@ -108,41 +140,31 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
                                             out_dir, [path.stem for path in files] if songs else None)
         for name in names:  # refused before any work, not after the first file
             check_no_link(writable_file(name))
-    else:
-        out = out or ("interpolation.gif" if keyframes else "grid.png")
-        writable_file(out)
-    if out_dir and not finishing:
+        return finishing, files, file_format, names, out
+    out = out or ("interpolation.gif" if keyframes else "grid.png")
+    writable_file(out)
+    if out_dir:
         make_folder(out_dir)
         names = ([f"frame_{index:05d}.png" for index in range(keyframes * frames)] if keyframes else
                  [f"{index:05d}.png" for index in range((count or 4) * max(sweep_steps, 64) if sweep else (count or 64))]
                  + ["conditions.csv"])
         for name in names:  # refused before any work, not after the first file
             check_no_link(Path(out_dir) / name)
-    registry = get_registry()
-    sampler = load_sampler(checkpoint, resolve_device(device), registry)
-    sampler.truncation = truncation
-    if keyframes:
-        return write_interpolation(sampler, count or 16, keyframes, frames, fps, seed, upscale, upscale_filter, out,
-                                   out_dir)
-    request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
-    if finishing:
-        if size is not None and size < sampler.image_size:
-            raise GanzooError(f"--size {size} is smaller than the model's {sampler.image_size} px covers; covers are "
-                              "finished at their size or larger")
-        chosen = registry.create("upscaler", upscaler or registry.default("upscaler").name, None)
-        if songs:
-            return write_song_covers(sampler, files, request, seed, names, size or sampler.image_size, chosen,
-                                     (title, artist, font, layout), file_format)
-        images, rows = sampler.covers(len(names), seed, request)
-        return write_finished(images.permute(0, 2, 3, 1).numpy(), rows, track_id, names, size or sampler.image_size,
-                              chosen, (title, artist, font, layout), file_format, out_dir)
-    columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
-    check_request_fits(sampler.image_size, (count or 4) * columns if sweep else (count or 64), columns, upscale)
-    if sweep:
-        images, rows, columns = sampler.sweep(sweep, sweep_steps, count or 4, seed, request)
-    else:
-        images, rows = sampler.covers(count or 64, seed, request)
-    write_covers(images.permute(0, 2, 3, 1).numpy(), rows, track_id, columns, upscale, upscale_filter, out, out_dir)
+    return finishing, files, file_format, [], out
+
+
+def finish(sampler, registry, request, track_id, files, paths, seed, size, upscaler, lettering, file_format, out_dir):
+    """Finished covers (``--size``, ``--title``, ``--audio``): one per song, or one per path."""
+    if size is not None and size < sampler.image_size:
+        raise GanzooError(f"--size {size} is smaller than the model's {sampler.image_size} px covers; covers are "
+                          "finished at their size or larger")
+    chosen = registry.create("upscaler", upscaler or registry.default("upscaler").name, None)
+    if files:
+        return write_song_covers(sampler, files, request, seed, paths, size or sampler.image_size, chosen, lettering,
+                                 file_format)
+    images, rows = sampler.covers(len(paths), seed, request)
+    return write_finished(images.permute(0, 2, 3, 1).numpy(), rows, track_id, paths, size or sampler.image_size,
+                          chosen, lettering, file_format, out_dir)
 
 
 def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out, out_dir, stems=None):
