@@ -123,3 +123,21 @@ def interruptible() -> None:
     """``preexec_fn`` for a child a test stops with SIGINT: a shell starts background jobs with SIGINT ignored,
     children inherit that, and Python then never raises KeyboardInterrupt; the child gets the default back."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def assert_same_state(a, b, path="state"):
+    """Tensors equal exactly, and everything else equal, all the way down a checkpoint's nested state."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"

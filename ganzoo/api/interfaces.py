@@ -89,6 +89,36 @@ class Generator(nn.Module):
         raise NotImplementedError
 
 
+class MappedGenerator(Generator):
+    """A generator with an intermediate latent space W (StyleGAN's): ``forward(z, c)`` is
+    ``synthesis(mapping(z, c))``, and ``w_average`` (a buffer) is the running mean of w over training. Truncation
+    and interpolation then work in W, where they work best: truncation pulls w toward ``w_average``.
+    ``synthesis`` takes w as (B, w_dim), or (B, layers, w_dim) for a w per layer (style mixing)."""
+
+    w_average: torch.Tensor
+    layers: int
+
+    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class VectorGenerator(Generator):
+    """A generator whose covers are shapes, not pixels: ``forward`` draws them at the image size (what the critic
+    sees), ``draw`` at any size, ``svg`` as SVG documents, all from the same ``(z, c)``. generate, the studio and
+    finished covers draw such a model's covers at the size asked for instead of enlarging them."""
+
+    def draw(self, z: torch.Tensor, c: torch.Tensor | None, size: int) -> torch.Tensor:
+        """Images in [-1, 1] of shape (B, channels, size, size)."""
+        raise NotImplementedError
+
+    def svg(self, z: torch.Tensor, c: torch.Tensor | None, size: int) -> list[str]:
+        """One SVG document per cover, ``size`` x ``size`` px."""
+        raise NotImplementedError
+
+
 @dataclass
 class CriticOutput:
     """The critic's verdict: ``score`` (B,) for the adversarial loss, ``aux`` the named extra outputs (B, width),

@@ -22,6 +22,9 @@ from ganzoo.registry.components import Registry
 
 MAX_LINE = 64 * 1024
 """The longest line a features file may have, in bytes: a row of features is a few hundred."""
+TITLE_COLUMNS = ("track_name", "name", "title")
+ARTIST_COLUMNS = ("artist_name", "artists", "artist")
+"""Where a features file keeps a track's title and artist (the first of each that the row has a value in)."""
 
 
 @dataclass
@@ -93,10 +96,32 @@ def read_tracks(path: str | Path | None, registry: Registry, reader: str | None 
     return TrackTable(ids, header, header.index(id_column), str(path))
 
 
-def track_request(text: str, table: TrackTable, conditions: Mapping[str, Condition]) -> tuple[str | None, dict]:
+@dataclass(frozen=True)
+class TrackRequest:
+    """What a track gives: its id (None for a pasted row), the condition values, and its title and artist when
+    the row has them (to letter on its cover)."""
+
+    track: str | None
+    request: dict[str, Any]
+    title: str | None = None
+    artist: str | None = None
+
+
+def names_of(row: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """A row's title and artist; a list of artists as some features files write it (``['A', 'B']``) is "A, B"."""
+    def first(columns):
+        return next((row[c].strip() for c in columns if (row.get(c) or "").strip()), None)
+
+    artist = first(ARTIST_COLUMNS)
+    if artist and artist.startswith("[") and artist.endswith("]"):
+        artist = ", ".join(part.strip().strip("'\"") for part in artist[1:-1].split(",") if part.strip()) or None
+    return first(TITLE_COLUMNS), artist
+
+
+def track_request(text: str, table: TrackTable, conditions: Mapping[str, Condition]) -> TrackRequest:
     """The condition values a track gives: ``text`` is a track id, URI or URL looked up in ``table``, or a CSV
-    row of features (with its header line, or in the table's columns). Returns (track id or None, request with
-    every column the checkpoint is conditioned on that the row has a value for)."""
+    row of features (with its header line, or in the table's columns): every column the checkpoint is
+    conditioned on that the row has a value for."""
     text = text.strip()
     if not text:
         raise GanzooError("give a track id, a spotify:track: URI, or a CSV row of features")
@@ -117,4 +142,4 @@ def track_request(text: str, table: TrackTable, conditions: Mapping[str, Conditi
     if not request:
         raise GanzooError(f"the track has no value for any feature this checkpoint knows "
                           f"({', '.join(sorted(known)) or 'no features'})")
-    return track, request
+    return TrackRequest(track, request, *names_of(row))

@@ -4,6 +4,11 @@ definition, on Spotify's scales. ``tempo`` in beats per minute, ``loudness`` as 
 ``duration_ms``. The perceptual ones (energy, valence, danceability, ...) have no validated estimator here and
 are never guessed.
 
+With ``descriptors``, a song is also summarised as ``AUDIO_DESCRIPTORS``, a fixed-length vector for models trained
+on their own audio (the ``audio-descriptors`` condition): the measured tempo, loudness, mode and key (as a point on
+the pitch-class circle), the onset rate, and the means of 13 MFCCs, 12 chroma bins and 7 spectral-contrast bands
+over the middle ``TEMPO_SECONDS``.
+
 Files are decoded by libsndfile (soundfile: WAV, FLAC, OGG, MP3, AIFF, ...) in blocks, so memory is bounded
 whatever the file: the first ``MAX_SECONDS`` are analysed, channels beyond two are mixed into one, and every
 block is resampled (soxr) before the next is read.
@@ -42,6 +47,12 @@ FASTER_LEVEL = 0.8
 """A tempo twice librosa's wins when the onset envelope repeats at half the beat at least this strongly: a
 click track at 180 BPM is not one at 90."""
 NOTES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+MFCCS, CONTRAST_BANDS = 13, 6
+AUDIO_DESCRIPTORS = ("audio_tempo", "audio_loudness", "audio_mode", "audio_key_x", "audio_key_y",
+                     "audio_onset_rate", *(f"audio_mfcc_{i}" for i in range(1, MFCCS + 1)),
+                     *(f"audio_chroma_{note}" for note in NOTES),
+                     *(f"audio_contrast_{i}" for i in range(1, CONTRAST_BANDS + 2)))
+"""The ``audio-descriptors`` columns ``song_features(..., descriptors=True)`` adds, in their order."""
 
 
 @dataclass(frozen=True)
@@ -142,20 +153,25 @@ def peak_near(autocorrelation: np.ndarray, lag: float) -> tuple[float, float] | 
     return peak + offset, float(at)
 
 
-def key_and_mode(mono: np.ndarray) -> tuple[int, int]:
-    """The key whose profile best correlates with the song's mean chroma: (pitch class, mode)."""
+def mean_chroma(mono: np.ndarray) -> np.ndarray:
+    """The song's 12 chroma bins (C first), averaged over time."""
     import librosa
 
     chroma = librosa.feature.chroma_stft(y=mono, sr=ANALYSIS_RATE, n_fft=CHROMA_FFT, hop_length=CHROMA_FFT // 2)
-    chroma = chroma.mean(axis=1)
+    return chroma.mean(axis=1)
+
+
+def key_and_mode(chroma: np.ndarray) -> tuple[int, int]:
+    """The key whose profile best correlates with the song's mean chroma: (pitch class, mode)."""
     scores = [(np.corrcoef(chroma, np.roll(profile, tonic))[0, 1], tonic, mode)
               for mode, profile in ((1, MAJOR), (0, MINOR)) for tonic in range(12)]
     _, tonic, mode = max(scores, key=lambda entry: (np.nan_to_num(entry[0], nan=-2.0), entry[2]))
     return tonic, mode
 
 
-def song_features(path: str | Path) -> SongFeatures:
-    """Measure a song file's ``MEASURED`` features; a file that cannot be measured is one GanzooError naming it."""
+def song_features(path: str | Path, descriptors: bool = False) -> SongFeatures:
+    """Measure a song file's ``MEASURED`` features (and its ``AUDIO_DESCRIPTORS`` too, if asked); a file that
+    cannot be measured is one GanzooError naming it."""
     import soxr
 
     path = Path(path)
@@ -164,10 +180,31 @@ def song_features(path: str | Path) -> SongFeatures:
     audio, duration, analysed = decode(path)
     loudness = integrated_loudness(audio, path)
     mono = soxr.resample(audio.mean(axis=1), LOUDNESS_RATE, ANALYSIS_RATE)
-    tonic, mode = key_and_mode(mono)
+    chroma = mean_chroma(mono)
+    tonic, mode = key_and_mode(chroma)
     values = {"tempo": tempo(mono), "loudness": loudness, "key": float(tonic), "mode": float(mode),
               "duration_ms": duration * 1000}
+    if descriptors:
+        values |= summary(mono, values, chroma)
     return SongFeatures(path, values, analysed)
+
+
+def summary(mono: np.ndarray, measured: dict[str, float], chroma: np.ndarray) -> dict[str, float]:
+    """The ``AUDIO_DESCRIPTORS`` of a song: its mono audio at ``ANALYSIS_RATE``, measured features and chroma."""
+    import librosa
+
+    middle = max(0, (len(mono) - TEMPO_SECONDS * ANALYSIS_RATE) // 2)
+    excerpt = mono[middle:middle + TEMPO_SECONDS * ANALYSIS_RATE]
+    power = np.abs(librosa.stft(excerpt, n_fft=2048, hop_length=512)) ** 2
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=ANALYSIS_RATE)),
+                                n_mfcc=MFCCS).mean(axis=1)
+    contrast = librosa.feature.spectral_contrast(S=np.sqrt(power), sr=ANALYSIS_RATE,
+                                                 n_bands=CONTRAST_BANDS).mean(axis=1)
+    onsets = librosa.onset.onset_detect(y=excerpt, sr=ANALYSIS_RATE, units="time")
+    angle = 2 * np.pi * measured["key"] / 12
+    values = [measured["tempo"], measured["loudness"], measured["mode"], np.cos(angle), np.sin(angle),
+              len(onsets) / (len(excerpt) / ANALYSIS_RATE), *mfcc, *chroma / max(chroma.max(), 1e-12), *contrast]
+    return dict(zip(AUDIO_DESCRIPTORS, map(float, values)))
 
 
 def check_audio_libraries() -> None:

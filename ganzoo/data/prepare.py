@@ -16,6 +16,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -176,8 +177,8 @@ def list_files(folder: Path) -> tuple[list[Path], Counter[str]]:
 
 
 def source_key(files: list[Path], folder: Path, size: int, metadata_csv: Path | None,
-               max_hash_distance: int | None, where: tuple[str, ...] = ()) -> str:
-    digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}:{max_hash_distance}".encode())
+               max_hash_distance: int | None, where: tuple[str, ...] = (), extra: str = "") -> str:
+    digest = hashlib.sha256(f"{STORE_VERSION}:{CLEANING_VERSION}:{size}:{max_hash_distance}{extra}".encode())
     if where:
         digest.update(f"where:{where}".encode())
     for path in files:
@@ -217,22 +218,36 @@ class Source:
     where: dict | None = None
 
 
+@dataclass(frozen=True)
+class ExtraColumns:
+    """Columns a later layer adds to every row before packing (the songs' descriptors): ``key`` joins the store's
+    cache key; ``add(jobs, workers, progress)`` fills the rows of the (file, row) jobs in place and returns its
+    report, kept in the store's report under ``name``."""
+
+    name: str
+    key: str
+    add: Callable[[list[tuple[str, dict[str, str]]], int, bool], dict]
+
+
 def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = None, out: str | Path | None = None,
             workers: int | None = None, progress: bool = True,
-            max_hash_distance: int | None = DEFAULT_MAX_HASH_DISTANCE, where: tuple[str, ...] = ()
-            ) -> tuple[Path, dict]:
+            max_hash_distance: int | None = DEFAULT_MAX_HASH_DISTANCE, where: tuple[str, ...] = (),
+            extra: ExtraColumns | None = None) -> tuple[Path, dict]:
     """Pack ``folder`` into a store at ``out`` (or the cache). Returns (store path, report).
 
     With ``metadata_csv`` (by default the folder's own ``metadata.csv``, if it has one), only the files its rows
     name are packed, in file order, each with its row; ``where`` expressions (``ganzoo.data.select``) keep only
     the rows for which all hold. An image whose cleaned pixels equal an earlier one's, or whose pHash is within
     ``max_hash_distance`` bits of an earlier one's, is dropped as a duplicate; None keeps duplicates. A store
-    given as ``folder`` is filtered by ``where`` into a new store at ``out``.
+    given as ``folder`` is filtered by ``where`` into a new store at ``out``. ``extra`` adds columns to the rows.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise GanzooError(f"{folder} is not a folder of images")
     if is_store(folder):
+        if extra is not None:
+            raise GanzooError(f"{folder} is already a store; its {extra.name} columns are added when a folder of "
+                              "images is prepared")
         if not where or out is None:
             raise GanzooError(f"{folder} is already a store; to keep some of its rows give --where and --out")
         return filter_store(folder, where, out)
@@ -243,15 +258,17 @@ def prepare(folder: str | Path, size: int, metadata_csv: str | Path | None = Non
     if where and metadata_path is None:
         raise GanzooError(f"--where chooses rows of a metadata table, and {folder} has none (give --metadata "
                           "FILE.csv)")
-    key = source_key(files, folder, size, metadata_path, max_hash_distance, where)
+    key = source_key(files, folder, size, metadata_path, max_hash_distance, where, extra.key if extra else "")
     target = Path(out) if out else default_cache_dir() / f"{folder.resolve().name}-{size}px-{key[:12]}"
     cached = cached_store(target, key)
     if cached:
         return cached
     check_target(target, folder)
     source = match_rows(folder, files, skipped, metadata_path, where)
+    workers = workers or os.cpu_count() or 1
+    extra_report = {extra.name: extra.add(source.jobs, workers, progress)} if extra else {}
     try:
-        return pack(source, size, target, key, workers, progress, max_hash_distance)
+        return pack(source, size, target, key, workers, progress, max_hash_distance, extra_report)
     except BaseException:
         cached = cached_store(target, key)  # another process may have packed the same folder meanwhile
         if cached:
@@ -306,14 +323,14 @@ class Duplicates:
         return None if self.near.add_unless_near(phash, thumbnail) else "near duplicate"
 
 
-def pack(source: Source, size: int, target: Path, key: str, workers: int | None, progress: bool,
-         max_hash_distance: int | None) -> tuple[Path, dict]:
+def pack(source: Source, size: int, target: Path, key: str, workers: int, progress: bool,
+         max_hash_distance: int | None, extra_report: dict) -> tuple[Path, dict]:
     """Clean ``source``'s files into a staging folder beside ``target`` and rename it into place when complete;
     nothing is left behind if it fails."""
     staging = staging_folder(target)
     try:
         with open(staging / IMAGES_FILE, "wb") as sink:
-            kept_rows, dropped, fixed = clean_into(sink, source, size, workers or os.cpu_count() or 1, progress,
+            kept_rows, dropped, fixed = clean_into(sink, source, size, workers, progress,
                                                    Duplicates(max_hash_distance))
         if not kept_rows:
             raise GanzooError(f"no usable images in {source.folder} ({format_counts(dropped) or 'no files'})")
@@ -325,7 +342,8 @@ def pack(source: Source, size: int, target: Path, key: str, workers: int | None,
                   "files_without_metadata_row": source.files - len(source.jobs) if with_table else 0,
                   "metadata_rows_without_image": source.rows - source.rows_matched if with_table else 0,
                   **({"where": source.where} if source.where else {}),
-                  "metadata": str(source.metadata) if with_table else None, "max_hash_distance": max_hash_distance}
+                  "metadata": str(source.metadata) if with_table else None, "max_hash_distance": max_hash_distance,
+                  **extra_report}
         manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "name": source.folder.resolve().name,
                     "image_size": size, "count": len(kept_rows), "source": str(source.folder.resolve()),
                     "source_key": key, "fingerprint": fingerprint_file(staging / IMAGES_FILE), "report": report}

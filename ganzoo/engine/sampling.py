@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ganzoo.api.errors import GanzooError
-from ganzoo.api.interfaces import Condition, Generator, Metadata, random_rows
+from ganzoo.api.interfaces import Condition, Generator, MappedGenerator, Metadata, VectorGenerator, random_rows
 from ganzoo.engine.conditioning import (UNCONDITIONAL, condition_for, encode, given_rows, probe_rows, read_record,
                                         requested_rows, restore_conditions, sweep_values)
 from ganzoo.engine.plan import NetworkPlan, plan_networks, stored_config
@@ -50,16 +50,22 @@ class Sampler:
     summary: dict[str, dict] | None = None
     """Per condition column, the training data's range and median or categories (``column_summary``)."""
     truncation: float = 1.0
-    """The truncation trick's psi: latents are drawn, then pulled toward the average latent (the prior's mean,
-    zero) by this factor; 1 leaves them alone, lower trades variety for typical covers."""
+    """The truncation trick's psi: latents are drawn, then pulled toward the average latent by this factor (the
+    prior's mean, zero; for a generator with a W space, the running mean of w, in W); 1 leaves them alone, lower
+    trades variety for typical covers."""
 
     @property
     def image_size(self) -> int:
         return self.config.data.image_size
 
+    @property
+    def mapped(self) -> bool:
+        """Whether the generator has a W space (a ``MappedGenerator``): truncation and walks happen there."""
+        return isinstance(self.generator, MappedGenerator)
+
     def latents(self, count: int, seed: int) -> torch.Tensor:
         z = torch.randn(count, self.generator.latent_dim, generator=torch.Generator().manual_seed(seed))
-        return z * self.truncation if self.truncation != 1 else z
+        return z * self.truncation if self.truncation != 1 and not self.mapped else z
 
     def interpolation(self, count: int, keyframes: int, frames: int, seed: int) -> Iterator[torch.Tensor]:
         """Yield, frame by frame, ``count`` covers (uint8 (count, 3, S, S)) that each walk through ``keyframes``
@@ -67,14 +73,29 @@ class Sampler:
         (slerp); each walk keeps one condition row."""
         keys = self.latents(count * keyframes, seed).reshape(keyframes, count, -1)
         rows = self.rows_for({}, count, seed, nearest=False) if self.conditions else None
+        if self.mapped:  # straight lines in W, between the mapped (and truncated) keys
+            keys = torch.stack([self.w_of(key, rows) for key in keys])
         for start in range(keyframes):
             end = (start + 1) % keyframes
             for frame in range(frames):
-                yield self.render(slerp(keys[start], keys[end], frame / frames), rows)
+                if self.mapped:
+                    with torch.no_grad():
+                        w = keys[start].lerp(keys[end], frame / frames)
+                        yield to_uint8(self.generator.synthesis(w)).cpu()
+                else:
+                    yield self.render(slerp(keys[start], keys[end], frame / frames), rows)
+
+    @torch.no_grad()
+    def w_of(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
+        """A mapped generator's w for latents ``z`` (and condition ``rows``), truncated toward its average."""
+        w = self.generator.mapping(z.to(self.device), encode(self.conditions, rows, self.device))
+        return self.generator.w_average.lerp(w, self.truncation) if self.truncation != 1 else w
 
     @torch.no_grad()
     def render(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
         """uint8 images (B, 3, S, S) for latents ``z`` and, for a conditional model, condition ``rows``."""
+        if self.mapped:
+            return to_uint8(self.generator.synthesis(self.w_of(z, rows))).cpu()
         return to_uint8(self.generator(z.to(self.device), encode(self.conditions, rows, self.device))).cpu()
 
     def generate(self, count: int, seed: int, rows: Metadata | None = None, batch_size: int = SAMPLING_BATCH,
@@ -92,11 +113,60 @@ class Sampler:
                ) -> tuple[torch.Tensor, Metadata | None]:
         """``count`` covers for a request (column -> value, see ``ganzoo.engine.conditioning.parse_request``), and the
         condition rows they were generated for. Unrequested features follow the training data."""
-        request = request or {}
+        rows = self.request_rows(request, count, seed)
+        return torch.cat(list(self.generate(count, seed, rows))), rows
+
+    @property
+    def draws(self) -> bool:
+        """Whether the generator draws its covers at any size and as SVG (a ``VectorGenerator``)."""
+        return isinstance(self.generator, VectorGenerator)
+
+    def covers_at(self, size: int, count: int, seed: int, request: dict[str, Any] | None,
+                  indices: list[int] | None = None) -> tuple[Iterator[np.ndarray], Metadata | None]:
+        """The covers ``covers`` gives (those at ``indices``, or all), one uint8 (S, S, 3) array at a time: drawn at
+        ``size`` by a generator that draws, else at the model's size (for an upscaler to enlarge). With the
+        condition rows of all ``count``."""
+        z, rows = self.latents(count, seed), self.request_rows(request, count, seed)
+        indices = list(range(count)) if indices is None else indices
+        if not self.draws:
+            images = torch.cat(list(self.generate(count, seed, rows, latents=z)))
+            return (images[index].permute(1, 2, 0).numpy() for index in indices), rows
+
+        def drawn():
+            for index in indices:
+                with torch.no_grad():
+                    image = self.generator.draw(z[index:index + 1].to(self.device),
+                                                encode(self.conditions, one_row(rows, index), self.device), size)
+                yield to_uint8(image).cpu()[0].permute(1, 2, 0).numpy()
+
+        return drawn(), rows
+
+    def svgs(self, size: int, count: int, seed: int, request: dict[str, Any] | None,
+             indices: list[int] | None = None) -> tuple[Iterator[str], Metadata | None]:
+        """The covers ``covers`` gives (those at ``indices``, or all) as SVG documents of ``size`` px, one at a
+        time, with the condition rows of all ``count``; only a generator that draws has them."""
+        self.check_draws()
+        z, rows = self.latents(count, seed), self.request_rows(request, count, seed)
+
+        def documents():
+            for index in (range(count) if indices is None else indices):
+                with torch.no_grad():
+                    yield from self.generator.svg(z[index:index + 1].to(self.device),
+                                                  encode(self.conditions, one_row(rows, index), self.device), size)
+
+        return documents(), rows
+
+    def check_draws(self) -> None:
+        """Refuse, in one line, what only a generator that draws has (SVG)."""
+        if not self.draws:
+            raise GanzooError(f"this model paints pixels ({self.config.recipe}); SVG covers need a vector "
+                              "architecture such as shapes")
+
+    def request_rows(self, request: dict[str, Any] | None, count: int, seed: int) -> Metadata | None:
+        """The condition rows ``covers`` uses for a request (None for an unconditional model)."""
         if request and not self.conditions:
             raise GanzooError(UNCONDITIONAL)
-        rows = self.rows_for(request, count, seed) if self.conditions else None
-        return torch.cat(list(self.generate(count, seed, rows))), rows
+        return self.rows_for(request or {}, count, seed) if self.conditions else None
 
     def rows_for(self, request: dict[str, Any], count: int, seed: int, nearest: bool = True) -> Metadata:
         """Condition rows with the requested values; the other columns from the table's rows that match the
@@ -126,6 +196,10 @@ class Sampler:
         rows[column] = np.tile(np.asarray(values, dtype=rows[column].dtype), count)
         latents = self.latents(count, seed).repeat_interleave(len(values), dim=0)
         return torch.cat(list(self.generate(len(latents), seed, rows, latents=latents))), rows, len(values)
+
+
+def one_row(rows: Metadata | None, index: int) -> Metadata | None:
+    return {name: values[index:index + 1] for name, values in rows.items()} if rows is not None else None
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

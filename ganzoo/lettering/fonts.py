@@ -1,6 +1,6 @@
-"""The fonts lettering can use: those matplotlib ships (the DejaVu family, open licences) and the system's, found
-by matplotlib's font manager, named by their file's stem (``DejaVuSans-Bold``), or any TrueType/OpenType file
-given by path. A text is set in one font: the one asked for when it has a glyph for every character, else the
+"""The fonts lettering can use: those matplotlib ships (the DejaVu family, open licences) and the system's (found
+afresh in every process: a font installed a minute ago counts), named by their file's stem (``DejaVuSans-Bold``),
+or any TrueType/OpenType file (or a collection's first face) given by path. A text is set in one font: the one asked for when it has a glyph for every character, else the
 first installed font that has them all."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from ganzoo.api.errors import GanzooError
 
 DEFAULT_FONT = "DejaVuSans-Bold"
-FONT_SUFFIXES = (".ttf", ".otf")
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
 PLACEHOLDER_FONTS = ("LastResort",)
 """Fonts whose glyphs are boxes naming a code point's block (every character "found", none legible): never a
 fallback."""
@@ -29,16 +29,22 @@ class Font:
 
 @lru_cache(maxsize=1)
 def installed_fonts() -> tuple[Font, ...]:
-    """Every TrueType/OpenType font matplotlib's font manager knows, one per file, matplotlib's own first."""
+    """Every TrueType/OpenType font file matplotlib ships and the system has (matplotlib's font search, not its
+    cached list, which misses fonts installed after it was made), one per file, matplotlib's own first."""
     from matplotlib import font_manager
 
+    bundled = Path(font_manager.__file__).parent / "mpl-data" / "fonts" / "ttf"
+    paths = [*sorted(font_manager.findSystemFonts(fontpaths=[str(bundled)])), *sorted(font_manager.findSystemFonts())]
     seen, fonts = set(), []
-    for entry in font_manager.fontManager.ttflist:
-        path = Path(entry.fname)
-        if path.suffix.lower() in FONT_SUFFIXES and path not in seen and not path.stem.startswith(PLACEHOLDER_FONTS):
-            seen.add(path)
-            fonts.append(Font(path.stem, entry.name, entry.style, int(entry.weight), path))
-    bundled = Path(font_manager.__file__).parent
+    for path in map(Path, paths):
+        if path.suffix.lower() not in FONT_SUFFIXES or path in seen or path.stem.startswith(PLACEHOLDER_FONTS):
+            continue
+        seen.add(path)
+        try:
+            entry = font_manager.ttfFontProperty(font_manager.get_font(str(path)))
+        except (OSError, RuntimeError, ValueError):
+            continue
+        fonts.append(Font(path.stem, entry.name, entry.style, int(entry.weight), path))
     return tuple(sorted(fonts, key=lambda font: (not font.path.is_relative_to(bundled), font.name)))
 
 

@@ -13,3 +13,5 @@ MAX_JPEG_BYTES = 10 * 2 ** 20
 """Distributors' limit on a cover's file (10 MB): JPEG quality steps down until a cover fits it."""
 LAYOUTS = ("auto", "top", "bottom", "centre")
 """Where lettering goes on a cover: auto (the flattest of several rows), or a fixed row."""
+MAX_SONG_BYTES = 256 * 2 ** 20
+"""The largest song the studio takes as an upload (ten minutes of 48 kHz, 24-bit stereo WAV are 173 MB)."""

@@ -1,9 +1,13 @@
-"""Condition plugins for Spotify metadata: ``audio-features`` (continuous) and ``genre`` (categorical).
+"""Condition plugins: ``audio-features`` and ``audio-descriptors`` (continuous), ``genre`` (categorical).
 
 audio-features
     Any subset of Spotify's ten audio features, each standardised with the training table's mean and
     standard deviation: ``(value - mean) / std``. A missing value (NaN) encodes as 0, the training mean.
     Requested values are checked against the feature's real range (see ``AUDIO_FEATURES``).
+audio-descriptors
+    The fixed-length summary of each cover's song that ``ganzoo data prepare COVERS --audio SONGS`` computes
+    (``ganzoo.AUDIO_DESCRIPTORS``: tempo, loudness, mode, key, onset rate, MFCC, chroma and spectral-contrast
+    means), standardised the same way; a cover without a song encodes as the training mean.
 genre
     One metadata column (``genre`` by default; covers640 uses ``playlist_name``) as a one-hot over every
     distinct non-blank value of the training table. Blank, missing and unseen values encode as all zeros,
@@ -16,7 +20,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import Condition, GanzooError, hookimpl
+from ganzoo import AUDIO_DESCRIPTORS, Condition, GanzooError, hookimpl
 
 AUDIO_FEATURES: dict[str, tuple[float, float, str]] = {
     "danceability": (0.0, 1.0, ""),
@@ -47,28 +51,28 @@ class AudioFeaturesOptions(BaseModel):
                                 description="which audio features to condition on")
 
 
-class AudioFeatures(Condition):
+class Standardised(Condition):
+    """Numeric columns, each standardised with the training table's mean and standard deviation; ``ranges``
+    gives each column's (lowest, highest, unit)."""
+
     kind = "continuous"
 
-    def __init__(self, features: list[str]):
-        unknown = [name for name in features if name not in AUDIO_FEATURES]
-        if unknown:
-            raise GanzooError(f"invalid config: options.audio-features.features: unknown feature "
-                              f"{unknown[0]!r} (valid: {', '.join(AUDIO_FEATURES)})")
-        self.columns = tuple(dict.fromkeys(features))
+    def __init__(self, name: str, columns: list[str], ranges: dict[str, tuple[float, float, str]]):
+        self.name, self.ranges = name, ranges
+        self.columns = tuple(dict.fromkeys(columns))
         self.dim = len(self.columns)
         self.mean = np.zeros(self.dim)
         self.std = np.ones(self.dim)
 
     def fit(self, metadata) -> None:
         for i, column in enumerate(self.columns):
-            values = _table_column(metadata, column, "audio-features")
+            values = _table_column(metadata, column, self.name)
             try:
                 values = values.astype(np.float64)
             except ValueError:
-                raise GanzooError(f"condition audio-features: column {column!r} is not numeric") from None
+                raise GanzooError(f"condition {self.name}: column {column!r} is not numeric") from None
             if np.isnan(values).all():
-                raise GanzooError(f"condition audio-features: column {column!r} has no values")
+                raise GanzooError(f"condition {self.name}: column {column!r} has no values")
             self.mean[i] = np.nanmean(values)
             self.std[i] = np.nanstd(values) or 1.0
 
@@ -77,27 +81,24 @@ class AudioFeatures(Condition):
         standardised = np.nan_to_num((values - self.mean) / self.std, nan=0.0)
         return torch.from_numpy(standardised).float()
 
-    def describe(self) -> str:
-        return f"{self.dim} audio features, standardised: {', '.join(self.columns)}"
-
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def load_state(self, state: dict) -> None:
         mean, std = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64)
         if mean.shape != (self.dim,) or std.shape != (self.dim,):
-            raise GanzooError(f"condition audio-features: the fitted state holds {mean.size} means and {std.size} "
-                              f"spreads for {self.dim} features")
+            raise GanzooError(f"condition {self.name}: the fitted state holds {mean.size} means and {std.size} "
+                              f"spreads for {self.dim} columns")
         if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise GanzooError("condition audio-features: the fitted state needs finite means and positive, finite "
+            raise GanzooError(f"condition {self.name}: the fitted state needs finite means and positive, finite "
                               f"spreads, not means {mean.tolist()} and spreads {std.tolist()}")
         self.mean, self.std = mean, std
 
     def unit(self, column: str) -> str:
-        return AUDIO_FEATURES[column][2].strip()
+        return self.ranges[column][2].strip()
 
     def parse(self, column: str, text: str) -> float:
-        low, high, unit = AUDIO_FEATURES[column]
+        low, high, unit = self.ranges[column]
         try:
             value = float(text)
         except ValueError:
@@ -105,6 +106,38 @@ class AudioFeatures(Condition):
         if not low <= value <= high:
             raise GanzooError(f"{column} must be a number from {low:g} to {high:g}{unit}, not {text!r}")
         return value
+
+
+class AudioFeatures(Standardised):
+    def __init__(self, features: list[str]):
+        unknown = [name for name in features if name not in AUDIO_FEATURES]
+        if unknown:
+            raise GanzooError(f"invalid config: options.audio-features.features: unknown feature "
+                              f"{unknown[0]!r} (valid: {', '.join(AUDIO_FEATURES)})")
+        super().__init__("audio-features", features, AUDIO_FEATURES)
+
+    def describe(self) -> str:
+        return f"{self.dim} audio features, standardised: {', '.join(self.columns)}"
+
+
+class AudioDescriptors(Standardised):
+    def __init__(self):
+        finite = float(np.finfo(np.float32).max)
+        super().__init__("audio-descriptors", list(AUDIO_DESCRIPTORS),
+                         dict.fromkeys(AUDIO_DESCRIPTORS, (-finite, finite, "")))
+
+    def fit(self, metadata) -> None:
+        if AUDIO_DESCRIPTORS[0] not in metadata:
+            raise GanzooError("condition audio-descriptors: the dataset has no audio descriptors; prepare it "
+                              "with its songs: ganzoo data prepare COVERS --audio SONGS")
+        super().fit(metadata)
+
+    def describe(self) -> str:
+        return f"{self.dim} audio descriptors of each cover's song, standardised"
+
+
+class AudioDescriptorsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 class GenreOptions(BaseModel):
@@ -172,5 +205,7 @@ def _known(value) -> bool:
 def register_conditions(register):
     register("audio-features", lambda options: AudioFeatures(options.features), options=AudioFeaturesOptions,
              description="Spotify's audio features, standardised (continuous)")
+    register("audio-descriptors", lambda options: AudioDescriptors(), options=AudioDescriptorsOptions,
+             description="a summary of each cover's song (data prepare --audio), standardised (continuous)")
     register("genre", lambda options: Genre(options.column), options=GenreOptions,
              description="one metadata column as a one-hot category (categorical)")

@@ -16,19 +16,25 @@ instrumental.  title band at the bottom       band height = 0.22 * size * (1 - i
 
 Layout (motif shape and size, phase, gradient direction, hue offsets, band colour, title text) is random.
 tempo, speechiness, liveness and popularity are carried as metadata but drive nothing.
+
+``ganzoo data synthcovers OUT --audio`` writes covers as files with a short audio clip each, made from the same
+features (``clips``): a paired set to train and check the ``audio-descriptors`` condition on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from importlib import resources
+from pathlib import Path
 
+import click
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganzoo import Dataset, ImageData, hookimpl
+from ganzoo import Dataset, GanzooError, ImageData, hookimpl
 from ganzoo_conditions import AUDIO_FEATURES
 
 FEATURES = tuple(AUDIO_FEATURES)
@@ -225,3 +231,61 @@ def synthcovers(count: int, image_size: int, seed: int = 0) -> ImageData:
 def register_datasets(register):
     register("synthcovers", Synthcovers, options=SynthcoversOptions, default=True,
              description="procedural covers whose look follows ten Spotify-like audio features")
+
+
+@click.command("synthcovers")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--count", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Covers to write.")
+@click.option("--size", type=click.IntRange(8, 1024), default=64, show_default=True, help="Cover side in pixels.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 31 - 1), default=0, show_default=True,
+              help="Seed of the features, layouts and clips.")
+@click.option("--audio", is_flag=True, help="A clip per cover too, in OUT/songs (needs the audio extra).")
+def write_synthcovers(out, count, size, seed, audio):
+    """Write synthcovers as files: OUT/covers (PNGs, and metadata.csv with each cover's ten features) and, with
+    --audio, OUT/songs (a 4 s WAV clip per cover made from the same features, paired by name). OUT must not
+    exist; it appears whole or not at all."""
+    import csv
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    out = Path(out)
+    if out.exists():
+        raise GanzooError(f"{out} exists; choose a new folder")
+    if audio:
+        try:
+            import pyloudnorm  # noqa: F401
+            import soundfile
+        except ImportError as error:
+            raise GanzooError(f"--audio needs the audio extra: pip install 'ganzoo[audio]' ({error.name} is "
+                              "missing)") from None
+        from ganzoo_synthcovers.clips import RATE, clip
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "covers").mkdir(parents=True)
+    if audio:
+        (partial / "songs").mkdir()
+    data = synthcovers(count, size, seed)
+    try:
+        with open(partial / "covers" / "metadata.csv", "w", newline="") as table:
+            writer = csv.writer(table)
+            writer.writerow(["file", *FEATURES])
+            for index in tqdm(range(count), desc="synthcovers", unit="cover"):
+                name = f"{index:05d}"
+                row = {feature: float(data.metadata[feature][index]) for feature in FEATURES}
+                Image.fromarray(data.images[index]).save(partial / "covers" / f"{name}.png")
+                writer.writerow([f"{name}.png", *(repr(row[feature]) for feature in FEATURES)])
+                if audio:
+                    soundfile.write(partial / "songs" / f"{name}.wav", clip(row, seed * 1_000_003 + index), RATE,
+                                    subtype="PCM_16")
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    click.echo(f"wrote {count} covers of {size} px to {out / 'covers'}"
+               + (f" and {count} clips to {out / 'songs'}" if audio else ""))
+
+
+@hookimpl
+def register_commands(register):
+    register(write_synthcovers, group="data")

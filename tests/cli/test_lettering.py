@@ -127,7 +127,9 @@ def test_an_unlettered_cover_is_the_upscalers_output(run, tmp_path):
 
 @pytest.mark.parametrize("flags, fragments", [
     (["-n", "4", "--size", "512"], ["give --out-dir"]),
-    (["--size", "512", "--out", "cover.gif"], [".png, .jpg or .jpeg"]),
+    (["--size", "512", "--out", "cover.gif"], [".png, .jpg, .jpeg or .svg"]),
+    (["--title", "T", "--out", "cover.svg"], ["SVG covers are not lettered"]),
+    (["--format", "svg", "--out", "cover.svg"], ["paints pixels", "such as shapes"]),
     (["--size", "512", "--out", "cover.png", "--format", "jpeg"], ["matching --format jpeg"]),
     (["--artist", "Someone"], ["give --title too"]),
     (["--title", "T", "--font", "NoSuchFont"], ["unknown font 'NoSuchFont'", "ganzoo fonts"]),
@@ -158,3 +160,35 @@ def test_a_lettered_title_on_a_busy_cover_reads_back_by_ocr(tmp_path):
     read = subprocess.run(["tesseract", str(tmp_path / "cover.png"), "stdout", "--psm", "11"], capture_output=True,
                           text=True, check=True).stdout
     assert "paper moon" in " ".join(read.lower().split()) and placement.band[1] > 0
+
+
+def test_a_cjk_title_falls_back_to_a_font_with_its_glyphs_and_reads_back_by_ocr(tmp_path):
+    """DejaVu has no kanji or kana: the title is set in an installed CJK font (Debian's fonts-wqy-microhei, a
+    TrueType collection, installed by the README's test command) and reads back with tesseract's Japanese."""
+    lettered, placement = letter(Image.fromarray(noise(1000, seed=3)), "東京の雨", "ミナミ")
+    assert not placement.font.startswith("DejaVu")
+    lettered.save(tmp_path / "cover.png")
+    read = subprocess.run(["tesseract", str(tmp_path / "cover.png"), "stdout", "-l", "jpn", "--psm", "11"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "東京の雨" in "".join(read.split())
+
+
+def test_letter_track_letters_the_title_and_artist_of_the_tracks_row(tmp_path):
+    config = tiny_config(recipe="acgan+wgan", options={"wgan": {"n_critic": 1},
+                         "audio-features": {"features": ["valence", "energy"]}},
+                         model={"conditions": ["audio-features"]}, schedule={"steps": 2})
+    run_training(config, tmp_path / "run", progress=False)
+    track = "4uLU6hMCjMI75M1A2tKUQC"
+    tracks = tmp_path / "tracks.csv"
+    tracks.write_text(f"track_id,track_name,artists,valence,energy\n{track},Paper Moon,\"['Ann', 'Bo']\",0.9,0.2\n"
+                      f"{'x' * 22},,Nobody,0.1,0.1\n")
+    common = ["generate", tmp_path / "run", "--tracks", tracks, "--size", "400"]
+    lettered = invoke(*common, "--track", track, "--letter-track", "--out", tmp_path / "lettered.png")
+    assert lettered.exit_code == 0, lettered.output
+    assert "lettered 'Paper Moon' by 'Ann, Bo'" in lettered.stdout and "contrast at least" in lettered.stdout
+    plain = invoke(*common, "--track", track, "--out", tmp_path / "plain.png")
+    assert plain.exit_code == 0, plain.output
+    differs = np.asarray(Image.open(tmp_path / "lettered.png")) != np.asarray(Image.open(tmp_path / "plain.png"))
+    assert differs.any()
+    assert_user_error(invoke(*common, "--track", "x" * 22, "--letter-track"), "has no title", "give --title")
+    assert_user_error(invoke("generate", tmp_path / "run", "--letter-track"), "give both")

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -149,6 +150,7 @@ def test_bad_downloads_and_paths_are_refused_and_the_server_lives(studio):
 def test_tracks_by_id_and_by_pasted_row(studio):
     status, _, body = get(f"{studio}/api/track", {"text": f"spotify:track:{TRACK}"})
     assert status == 200 and json.loads(body)["features"] == {"valence": 0.9, "energy": 0.2, "tempo": 96.5}
+    assert json.loads(body)["title"] == "Song" and json.loads(body)["artist"] is None
     status, _, body = get(f"{studio}/api/track", {"text": f"https://open.spotify.com/track/{TRACK}?si=x"})
     assert status == 200 and json.loads(body)["features"]["tempo"] == 96.5
     row = f"spotify:track:{'y' * 22},Other,0.1,0.8,150"
@@ -168,6 +170,67 @@ def test_tracks_by_id_and_by_pasted_row(studio):
         assert refused.value.code == 400 and "JSON object" in json.loads(refused.value.read())["error"]
 
 
+def click_track(path, bpm=132.0, seconds=8, rate=22050):
+    """A WAV click track (a 10 ms 1 kHz blip a beat) at ``path``."""
+    import soundfile
+
+    y = np.zeros(int(seconds * rate), np.float32)
+    blip = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(int(0.01 * rate)) / rate)
+    for beat in np.arange(0, seconds - 0.02, 60 / bpm):
+        y[int(round(beat * rate)):int(round(beat * rate)) + len(blip)] += blip
+    soundfile.write(path, y, rate)
+    return path
+
+
+def upload(url, body: bytes, name="song.wav"):
+    request = urllib.request.Request(f"{url}/api/song?name={urllib.parse.quote(name)}", data=body,
+                                     headers={"Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_an_uploaded_song_sets_the_sliders_its_audio_measures(studio, tmp_path):
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    status, body = upload(studio, click_track(tmp_path / "x.wav").read_bytes(), "My Song.wav")
+    assert status == 200, body
+    info = json.loads(get(f"{studio}/api/info")[2])
+    medians = {control["name"]: control["value"] for control in info["controls"]}
+    assert body["features"]["tempo"] == pytest.approx(132.0, rel=0.02)
+    assert body["features"]["valence"] == pytest.approx(medians["valence"], abs=1e-3)
+    assert body["said"].startswith("My Song.wav: tempo 13") and "training median" in body["said"]
+    assert not {name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("ganzoo-song-")}
+
+
+def test_bad_uploads_are_refused_with_a_message_and_named_as_sent(studio, tmp_path):
+    status, body = upload(studio, b"RIFF\x00\x00junk" * 10, "../../evil.wav")
+    assert status == 400 and body["error"].startswith("evil.wav: not audio") and "ganzoo-song-" not in body["error"]
+    status, body = upload(studio, np.zeros(100, np.int16).tobytes(), "silence.raw")
+    assert status == 400 and "silence.raw" in body["error"]
+    assert get(f"{studio}/api/info")[0] == 200
+
+
+def test_an_oversized_or_unsized_upload_is_refused_before_it_is_read(studio):
+    import http.client
+
+    from ganzoo.runtime.limits import MAX_SONG_BYTES
+
+    host, port = studio.removeprefix("http://").split(":")
+    for headers in ({"Content-Length": str(MAX_SONG_BYTES + 1)}, {"Transfer-Encoding": "chunked"}):
+        connection = http.client.HTTPConnection(host, int(port), timeout=20)
+        connection.putrequest("POST", "/api/song?name=big.wav")
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        connection.endheaders()  # no body is sent: a server that waited for it would time out
+        response = connection.getresponse()
+        assert response.status == 413 and "at most 256 MB" in json.loads(response.read())["error"]
+        connection.close()
+
+
 def test_unconditional_checkpoint_has_no_controls(checkpoints):
     root, _ = checkpoints
     server, url = serve(root / "unconditional" / "checkpoint.pt")
@@ -177,6 +240,8 @@ def test_unconditional_checkpoint_has_no_controls(checkpoints):
         assert len(covers(url, seed=1)) == 9
         status, _, body = get(f"{url}/api/covers?valence=0.5")
         assert status == 400 and "unconditional" in json.loads(body)["error"]
+        status, body = upload(url, b"anything")
+        assert status == 400 and "unconditional" in body["error"]
     finally:
         server.shutdown()
 
@@ -225,6 +290,11 @@ def test_page_in_headless_chromium_moves_a_slider_and_downloads(studio, tmp_path
             time.sleep(0.1)
         finished = list(downloads.glob("*.jpg"))
         assert finished and Image.open(finished[0]).size == (3000, 3000) and "3000px" in finished[0].name
+        shown = generation()
+        driver.find_element(By.ID, "song").send_keys(str(click_track(tmp_path / "Upload Me.wav")))
+        wait.until(lambda d: generation() > shown)
+        assert float(driver.find_element(By.ID, "control-tempo").get_attribute("value")) == pytest.approx(132, rel=0.02)
+        assert "Upload Me.wav: tempo" in driver.find_element(By.ID, "status").text
     finally:
         driver.quit()
 
@@ -246,3 +316,27 @@ def test_cli_serves_on_loopback_and_refuses_a_busy_port(checkpoints):
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     assert process.returncode == 0
+
+
+def test_a_vector_model_draws_its_downloads_and_gives_svg(checkpoints, tmp_path):
+    run_training(tiny_config(recipe="shapes+hinge", schedule={"steps": 1}), tmp_path / "shapes", progress=False)
+    server, url = serve(tmp_path / "shapes" / "checkpoint.pt")
+    try:
+        assert json.loads(get(f"{url}/api/info")[2])["vector"] is True
+        status, headers, body = get(f"{url}/api/cover.svg?seed=3&index=2&size=640")
+        assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
+        assert body.startswith(b"<svg") and b'width="640"' in body
+        status, _, body = get(f"{url}/api/cover.jpg?seed=3&index=2&size=256")
+        drawn = np.asarray(Image.open(io.BytesIO(body))).astype(float)
+        grid = covers(url, seed=3)[2].astype(float)
+        assert status == 200 and drawn.shape == (256, 256, 3)
+        assert np.abs(drawn.reshape(32, 8, 32, 8, 3).mean(axis=(1, 3)) - grid).mean() < 8  # drawn, the same cover
+    finally:
+        server.shutdown()
+    root, _ = checkpoints
+    server, url = serve(root / "unconditional" / "checkpoint.pt")
+    try:
+        status, _, body = get(f"{url}/api/cover.svg")
+        assert status == 400 and "paints pixels" in json.loads(body)["error"]
+    finally:
+        server.shutdown()

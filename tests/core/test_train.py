@@ -9,22 +9,7 @@ from ganzoo.registry.loading import get_registry
 from ganzoo.data.loader import BatchSampler
 from ganzoo.engine.training import run_training
 
-from conftest import TINY_FLAGS, run_ganzoo, tiny_config
-
-
-def assert_same_state(a, b, path="state"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for key in a:
-            assert_same_state(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_state(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+from conftest import TINY_FLAGS, assert_same_state, run_ganzoo, tiny_config
 
 
 def test_resume_continues_exactly(tmp_path):

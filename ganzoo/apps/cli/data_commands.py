@@ -32,16 +32,33 @@ def data_group():
 @click.option("--where", multiple=True, metavar="'COLUMN OP VALUE'",
               help="Keep only rows of the metadata for which this holds, e.g. --where 'popularity >= 60' (repeat: "
                    "all must hold; OP is ==, !=, <, <=, >, >=). FOLDER may be a store: its rows go to a new --out.")
+@click.option("--audio", "songs", type=click.Path(file_okay=False),
+              help="A folder of the covers' songs, paired by name (cover1.jpg with cover1.flac): their audio "
+                   "descriptors join the store, for the audio-descriptors condition (needs the audio extra).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates, where, quiet):
+def prepare(folder, size, metadata, out, workers, max_hash_distance, keep_duplicates, where, songs, quiet):
     """Clean FOLDER's images into a packed store: RGB, centre-cropped, resized; bad files and duplicates
     skipped, with counts. A Spotify collection folder packs with its covers' audio features."""
-    from ganzoo.data.prepare import describe_report, prepare as prepare_store
+    from ganzoo.data.prepare import ExtraColumns, describe_report, prepare as prepare_store
 
+    extra = None
+    if songs:
+        from functools import partial
+
+        from ganzoo.audio.pairing import add_descriptors, song_index, songs_key
+
+        index = song_index(songs)
+        extra = ExtraColumns("audio", songs_key(index), partial(add_descriptors, index))
     store, report = prepare_store(folder, size, metadata, out, workers, progress=not quiet,
-                                  max_hash_distance=None if keep_duplicates else max_hash_distance, where=where)
+                                  max_hash_distance=None if keep_duplicates else max_hash_distance, where=where,
+                                  extra=extra)
     click.echo(f"store: {store}{' (cached)' if report['cached'] else ''}")
-    for line in describe_report(report):
+    lines = describe_report(report)
+    if "audio" in report:
+        from ganzoo.audio.pairing import describe_pairing
+
+        lines += describe_pairing(report["audio"])
+    for line in lines:
         click.echo(f"  {line}")
 
 

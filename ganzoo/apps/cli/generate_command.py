@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import click
 
@@ -13,7 +15,8 @@ from ganzoo.apps.cli.base import RegistryChoice
 from ganzoo.runtime.files import check_no_link, make_folder, writable_file, write_atomically
 from ganzoo.runtime.limits import LAYOUTS, MAX_COVER_SIZE, MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
 
-FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg"}
+SUFFIXES = {"png": ".png", "jpeg": ".jpg", "svg": ".svg"}
 
 
 @click.command("generate")
@@ -58,13 +61,15 @@ FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 @click.option("--title", help="Letter this title on each cover, where the cover is flattest, at a contrast of at least "
                               "4.5:1 (drawn at --size, so it is sharp).")
 @click.option("--artist", help="Letter this artist under the title.")
+@click.option("--letter-track", is_flag=True, help="Letter --track's title and artist, from its row in --tracks "
+                                                   "(track_name and artists columns; --title and --artist win).")
 @click.option("--font", help="The lettering's font: a name `ganzoo fonts` lists, or a .ttf/.otf file "
                              "[default: DejaVuSans-Bold].")
 @click.option("--layout", type=click.Choice(LAYOUTS), default=LAYOUTS[0], show_default=True,
               help="Where the lettering goes: auto picks the flattest row.")
 @click.option("--format", "file_format", type=click.Choice(sorted(set(FILE_FORMATS.values()))),
-              help="File format of finished covers: JPEG at the best quality under 10 MB, or PNG [default: --out's "
-                   "suffix, else png].")
+              help="File format of finished covers: JPEG at the best quality under 10 MB, PNG, or SVG (a vector "
+                   "model's: shapes) [default: --out's suffix, else png].")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Grid image to write [default: grid.png; interpolation.gif with --interpolate; cover.png for one "
                    "finished cover].")
@@ -74,8 +79,8 @@ FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, songs, sweep, sweep_steps, truncation,
-                     keyframes, frames, fps, upscale, upscale_filter, size, upscaler, title, artist, font, layout,
-                     file_format, out, out_dir, seed, device):
+                     keyframes, frames, fps, upscale, upscale_filter, size, upscaler, title, artist, letter_track, font,
+                     layout, file_format, out, out_dir, seed, device):
     """Generate covers from CHECKPOINT's EMA generator (a checkpoint, a run folder, RUN@best or RUN@STEP), at
     the size it was trained at (or --upscale'd), or finished: at --size, with --title and --artist lettered.
 
@@ -88,10 +93,12 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     from ganzoo.runtime.context import resolve_device
 
     check_flags(tracks, track, keyframes, sweep, features, genre, truncation)
+    registry = get_registry()
+    if letter_track:
+        title, artist = track_names(registry, track, tracks, track_ids, title, artist)
     finishing, files, file_format, names, out = planned_files(
         count, keyframes, frames, sweep, sweep_steps, track, songs, upscale, size, upscaler, title, artist, font,
         file_format, out, out_dir)
-    registry = get_registry()
     sampler = load_sampler(checkpoint, resolve_device(device), registry)
     sampler.truncation = truncation
     if keyframes:
@@ -125,7 +132,8 @@ def planned_files(count, keyframes, frames, sweep, sweep_steps, track, songs, up
                   font, file_format, out, out_dir):
     """What the command will write, each path checked before any work: (finishing or not, the songs, the
     finished covers' format, their paths, the grid or GIF path)."""
-    finishing = any(flag is not None for flag in (size, upscaler, title, artist, font, file_format))
+    finishing = (any(flag is not None for flag in (size, upscaler, title, artist, font, file_format))
+                 or str(out).lower().endswith(".svg"))
     files = []
     if songs:
         if keyframes or sweep or track or count:
@@ -158,13 +166,37 @@ def finish(sampler, registry, request, track_id, files, paths, seed, size, upsca
     if size is not None and size < sampler.image_size:
         raise GanzooError(f"--size {size} is smaller than the model's {sampler.image_size} px covers; covers are "
                           "finished at their size or larger")
-    chosen = registry.create("upscaler", upscaler or registry.default("upscaler").name, None)
+    if file_format == "svg":
+        sampler.check_draws()  # before any song is measured
+    finishing = Finishing(sampler, size or sampler.image_size,
+                          registry.create("upscaler", upscaler or registry.default("upscaler").name, None), lettering,
+                          file_format)
     if files:
-        return write_song_covers(sampler, files, request, seed, paths, size or sampler.image_size, chosen, lettering,
-                                 file_format)
-    images, rows = sampler.covers(len(paths), seed, request)
-    return write_finished(images.permute(0, 2, 3, 1).numpy(), rows, track_id, paths, size or sampler.image_size,
-                          chosen, lettering, file_format, out_dir)
+        return write_song_covers(finishing, files, request, seed, paths)
+    return write_finished(finishing, request, seed, track_id, paths, out_dir)
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """How finished covers are made: a vector model's drawn at ``size`` (or written as SVG), another's enlarged
+    by ``upscaler``; then lettered, and encoded in ``file_format``."""
+
+    sampler: Any
+    size: int
+    upscaler: Any
+    lettering: tuple
+    file_format: str
+
+    def covers(self, count: int, seed: int, request) -> tuple[Iterator[tuple[bytes, Any]], Any]:
+        """(each cover's file contents and lettering placement, one at a time; the condition rows)."""
+        from ganzoo.apps.covers import encoded_cover, finished_cover
+
+        if self.file_format == "svg":
+            documents, rows = self.sampler.svgs(self.size, count, seed, request)
+            return ((document.encode(), None) for document in documents), rows
+        arrays, rows = self.sampler.covers_at(self.size, count, seed, request)
+        return ((encoded_cover(image, self.file_format), placement) for image, placement in (
+            finished_cover(array, self.size, self.upscaler, *self.lettering) for array in arrays)), rows
 
 
 def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out, out_dir, stems=None):
@@ -176,6 +208,8 @@ def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_f
         raise GanzooError("--size sets a finished cover's size; it takes no --upscale")
     if (artist is not None or font is not None) and title is None:
         raise GanzooError("--artist and --font letter a title; give --title too")
+    if title is not None and (file_format == "svg" or (out_dir is None and str(out).lower().endswith(".svg"))):
+        raise GanzooError("SVG covers are not lettered: give --title with a PNG or JPEG cover")
     if title is not None:
         from ganzoo.lettering import find_font, font_for
         from ganzoo.lettering.layout import text_lines
@@ -187,14 +221,14 @@ def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_f
         out = out or "cover.png"
         suffix = Path(out).suffix.lower()
         if suffix not in FILE_FORMATS or (file_format and FILE_FORMATS[suffix] != file_format):
-            raise GanzooError(f"--out {out}: a finished cover is a .png, .jpg or .jpeg file"
+            raise GanzooError(f"--out {out}: a finished cover is a .png, .jpg, .jpeg or .svg file"
                               + (f" matching --format {file_format}" if file_format else ""))
         return FILE_FORMATS[suffix], [Path(out)]
     if out:
         raise GanzooError("finished covers go to --out-dir, one file each; --out names the file of a single one")
     make_folder(out_dir)
     file_format = file_format or "png"
-    suffix = {"png": ".png", "jpeg": ".jpg"}[file_format]
+    suffix = SUFFIXES[file_format]
     stems = stems or [f"{index:05d}" for index in range(count or 64)]
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})
     if twice:
@@ -202,61 +236,59 @@ def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_f
     return file_format, [Path(out_dir) / f"{stem}{suffix}" for stem in stems]
 
 
-def write_song_covers(sampler, files, given, seed: int, paths: list[Path], size: int, upscaler, lettering: tuple,
-                      file_format: str) -> None:
+def write_song_covers(finishing: Finishing, files, given, seed: int, paths: list[Path]) -> None:
     """One cover per song, conditioned on its measured features, finished and written as soon as it is measured;
     a song that cannot be measured is one line and the others go on."""
     from tqdm import tqdm
 
-    from ganzoo.apps.covers import encoded_cover, finished_cover
     from ganzoo.audio import song_features
-    from ganzoo.audio.request import check_takes_audio, song_request
+    from ganzoo.audio.request import check_takes_audio, song_request, wants_descriptors
 
+    sampler = finishing.sampler
     check_takes_audio(sampler)
-    failed = 0
+    descriptors, failed = wants_descriptors(sampler), 0
     for song, path in zip(tqdm(files, desc="songs", unit="song", disable=len(files) == 1), paths):
         try:
-            request, said = song_request(sampler, song_features(song), given)
+            request, said = song_request(sampler, song_features(song, descriptors), given)
         except GanzooError as error:
             failed += 1
             tqdm.write(f"skipped {error}", file=sys.stderr)
             continue
-        tqdm.write(said)
-        images, _ = sampler.covers(1, seed, request)
-        image, _ = finished_cover(images[0].permute(1, 2, 0).numpy(), size, upscaler, *lettering)
-        write_atomically(path, encoded_cover(image, file_format))
+        tqdm.write(f"{song.name}: {said}")
+        covers, _ = finishing.covers(1, seed, request)
+        write_atomically(path, next(covers)[0])
     if failed:
         raise GanzooError(f"{failed} of {len(files)} songs could not be measured (listed above); "
                           f"{len(files) - failed} covers written")
-    click.echo(f"wrote {len(files)} cover{'s' * (len(files) != 1)} of {size} px, one per song, to "
+    click.echo(f"wrote {len(files)} cover{'s' * (len(files) != 1)} of {finishing.size} px, one per song, to "
                f"{paths[0].parent if len(paths) > 1 else paths[0]}")
 
 
-def write_finished(covers, rows, track_id, paths: list[Path], size: int, upscaler, lettering: tuple, file_format: str,
-                   out_dir) -> None:
-    """Each cover finished (enlarged to ``size``, lettered) and written to its path, one at a time, and with
-    ``out_dir`` conditions.csv for a conditional model."""
+def write_finished(finishing: Finishing, request, seed: int, track_id, paths: list[Path], out_dir) -> None:
+    """Each cover finished and written to its path, one at a time, and with ``out_dir`` conditions.csv for a
+    conditional model."""
     import numpy as np
     from tqdm import tqdm
 
-    from ganzoo.apps.covers import encoded_cover, finished_cover
     from ganzoo.data.store import write_metadata_csv
 
-    title, artist, font, layout = lettering
+    covers, rows = finishing.covers(len(paths), seed, request)
     placement = None
-    for cover, path in tqdm(list(zip(covers, paths)), desc="covers", unit="cover", disable=len(paths) == 1):
-        image, placement = finished_cover(cover, size, upscaler, title, artist, font, layout)
-        write_atomically(path, encoded_cover(image, file_format))
+    for (contents, placement), path in zip(covers, tqdm(paths, desc="covers", unit="cover", disable=len(paths) == 1)):
+        write_atomically(path, contents)
     if out_dir and rows is not None:
         if track_id is not None:
-            rows = {"track": np.array([track_id] * len(covers), dtype=object), **rows}
-        write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(covers))
+            rows = {"track": np.array([track_id] * len(paths), dtype=object), **rows}
+        write_metadata_csv(Path(out_dir) / "conditions.csv", rows, len(paths))
     where = f"{out_dir}/" if out_dir else str(paths[0])
-    click.echo(f"wrote {len(paths)} cover{'s' * (len(paths) != 1)} of {size} px to {where}")
+    click.echo(f"wrote {len(paths)} cover{'s' * (len(paths) != 1)} of {finishing.size} px to {where}")
     if placement and len(paths) == 1:
+        title, artist = finishing.lettering[:2]
         band = f", on a band at {placement.band[1]:.0%} opacity" if placement.band[1] else ""
-        click.echo(f"  lettering: {placement.font} at {placement.size} px, colour #{bytes(placement.colour).hex()}, "
-                   f"contrast at least {placement.contrast:.1f}:1 against the cover under it{band}")
+        by = f" by {artist!r}" if artist else ""
+        click.echo(f"  lettered {title!r}{by}: {placement.font} at {placement.size} px, colour "
+                   f"#{bytes(placement.colour).hex()}, contrast at least {placement.contrast:.1f}:1 against the cover "
+                   f"under it{band}")
 
 
 def condition_request(sampler, registry, features, genre, track, tracks, track_ids):
@@ -268,8 +300,24 @@ def condition_request(sampler, registry, features, genre, track, tracks, track_i
     request = parse_request(sampler.conditions, features, genre)
     if not track:
         return request, None
-    track_id, from_track = track_request(track, read_tracks(tracks, registry, track_ids), sampler.conditions)
-    return from_track | request, track_id
+    found = track_request(track, read_tracks(tracks, registry, track_ids), sampler.conditions)
+    return found.request | request, found.track
+
+
+def track_names(registry, track, tracks, track_ids, title, artist) -> tuple[str, str | None]:
+    """``--letter-track``: the title and artist of ``--track``'s row in ``--tracks`` (those given win)."""
+    from ganzoo.apps.tracks import TITLE_COLUMNS, names_of, read_tracks
+
+    if not (track and tracks):
+        raise GanzooError("--letter-track letters --track's title from its row in --tracks; give both")
+    found = read_tracks(tracks, registry, track_ids).lookup(track)
+    if found is None:
+        raise GanzooError(f"--letter-track: {track!r} is not a track id, URI or URL")
+    named_title, named_artist = names_of(found[1])
+    if not (title or named_title):
+        raise GanzooError(f"--letter-track: track {found[0]} has no title in {tracks} (a {', '.join(TITLE_COLUMNS)} "
+                          "column); give --title")
+    return title or named_title, artist or named_artist
 
 
 def check_request_fits(side: int, total: int, columns: int, upscale: int) -> None:

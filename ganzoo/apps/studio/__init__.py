@@ -3,24 +3,29 @@
 The server is Flask (a small, synchronous server: generation is synchronous torch work anyway). One lock
 serialises generation, every request is bounded (grid size, upscale factor, seed, body size), and bad input is
 a 400 with a JSON ``error`` message. Covers for a seed use fixed noise, so moving one slider shows that
-feature's effect alone.
+feature's effect alone. An uploaded song sets the sliders its audio measures (the audio extra): its size is
+checked before its body is read, and it is written only to a file of the studio's own naming in a private
+temporary folder, deleted once measured.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 import threading
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ganzoo.engine.conditioning import condition_for
 from ganzoo.api.errors import GanzooError
 from ganzoo.apps.covers import encoded_cover, finished_cover, png_bytes
-from ganzoo.runtime.limits import LAYOUTS, MAX_COVER_SIZE, MAX_SEED, MAX_UPSCALE, RESAMPLING_FILTERS
+from ganzoo.runtime.limits import LAYOUTS, MAX_COVER_SIZE, MAX_SEED, MAX_SONG_BYTES, MAX_UPSCALE, RESAMPLING_FILTERS
 from ganzoo.engine.sampling import Sampler
 from ganzoo.registry.loading import get_registry
 from ganzoo.apps.tracks import TrackTable, read_tracks, track_request
@@ -77,7 +82,9 @@ class Studio:
     def info(self) -> dict:
         return {"conditional": bool(self.sampler.conditions), "image_size": self.sampler.image_size,
                 "step": self.sampler.step, "controls": self.controls, "max_grid": MAX_GRID,
-                "tracks": bool(self.tracks.path), "resampling": sorted(RESAMPLING_FILTERS)}
+                "tracks": bool(self.tracks.path), "resampling": sorted(RESAMPLING_FILTERS),
+                "vector": self.sampler.draws,
+                "max_song_bytes": MAX_SONG_BYTES}
 
     def parse_request(self, args) -> tuple[dict, int, int]:
         """(condition request, seed, grid size) from query arguments; unknown names and bad values raise."""
@@ -92,6 +99,14 @@ class Studio:
             wanted[name] = condition_for(self.sampler.conditions, name).parse(name, text)
         return wanted, seed, count
 
+    def chosen_cover(self, args) -> tuple[dict, int, int, int]:
+        """(condition request, seed, grid size, index) of the one cover of a grid a download asks for."""
+        index = bounded_int(args, "index", 0, 0, MAX_GRID - 1)
+        wanted, seed, count = self.parse_request(args)
+        if index >= count:
+            raise BadRequest(f"index {index} is outside the grid of {count}")
+        return wanted, seed, count, index
+
     def covers(self, wanted: dict, seed: int, count: int) -> np.ndarray:
         """uint8 covers (count, S, S, 3) for the request, from the fixed noise of ``seed``."""
         with self.lock:
@@ -99,11 +114,38 @@ class Studio:
         return images.permute(0, 2, 3, 1).numpy()
 
     def track_features(self, text: str) -> dict:
-        """Slider values from a pasted track id/URI/URL (looked up in --tracks) or a CSV row of features."""
+        """Slider values, and the title and artist when known, from a pasted track id/URI/URL (looked up in
+        --tracks) or a CSV row of features."""
         try:
-            return track_request(text, self.tracks, self.sampler.conditions)[1]
+            found = track_request(text, self.tracks, self.sampler.conditions)
         except GanzooError as error:
             raise BadRequest(str(error)) from None
+        return {"features": found.request, "title": found.title, "artist": found.artist}
+
+
+    def song_values(self, stream, name: str) -> tuple[dict, str]:
+        """(slider values, what was measured) for an uploaded song read from ``stream``, named ``name`` only in
+        messages: written to a private temporary folder under a name of the studio's own, measured, deleted."""
+        from ganzoo.audio.features import SUFFIXES, check_audio_libraries, song_features
+        from ganzoo.audio.request import check_takes_audio, song_request, wants_descriptors
+
+        try:
+            check_audio_libraries()
+            check_takes_audio(self.sampler)
+        except GanzooError as error:
+            raise BadRequest(str(error)) from None
+        suffix = Path(name).suffix.lower()
+        with tempfile.TemporaryDirectory(prefix="ganzoo-song-") as folder:
+            path = Path(folder) / f"song{suffix if suffix in SUFFIXES else ''}"
+            with open(path, "wb") as file:
+                shutil.copyfileobj(stream, file, 1 << 20)
+            try:
+                song = song_features(path, wants_descriptors(self.sampler))
+            except GanzooError as error:
+                raise BadRequest(str(error).replace(str(path), name)) from None
+        values, said = song_request(self.sampler, song, {})
+        controls = {control["name"] for control in self.controls if control["kind"] == "continuous"}
+        return {column: float(value) for column, value in values.items() if column in controls}, f"{name}: {said}"
 
 
 def create_app(studio: Studio) -> Flask:
@@ -118,7 +160,9 @@ def create_app(studio: Studio) -> Flask:
     app.add_url_rule("/api/covers", view_func=covers)
     app.add_url_rule("/api/cover.png", view_func=cover_download)
     app.add_url_rule("/api/cover.jpg", view_func=finished_download)
+    app.add_url_rule("/api/cover.svg", view_func=svg_download)
     app.add_url_rule("/api/track", view_func=track, methods=["POST"])
+    app.add_url_rule("/api/song", view_func=song, methods=["POST"])
     return app
 
 
@@ -147,17 +191,17 @@ def cover_download():
     """One cover of the grid as a PNG download, upscaled ``scale`` times with ``filter``."""
     studio = studio_of_app()
     args = request.args.to_dict()
-    index = bounded_int(args, "index", 0, 0, MAX_GRID - 1)
     scale = bounded_int(args, "scale", 8, 1, MAX_UPSCALE)
     resampling = args.get("filter", "lanczos")
     if resampling not in RESAMPLING_FILTERS:
         raise BadRequest(f"filter must be one of {', '.join(sorted(RESAMPLING_FILTERS))}, not {resampling!r}")
-    wanted, seed, count = studio.parse_request(args)
-    if index >= count:
-        raise BadRequest(f"index {index} is outside the grid of {count}")
+    wanted, seed, count, index = studio.chosen_cover(args)
     data = png_bytes(studio.covers(wanted, seed, count)[index], scale, resampling)
-    name = f"ganzoo-cover-seed{seed}-{index}-{scale}x-{resampling}.png"
-    return Response(data, mimetype="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return download(data, "image/png", f"ganzoo-cover-seed{seed}-{index}-{scale}x-{resampling}.png")
+
+
+def download(data, mimetype: str, name: str) -> Response:
+    return Response(data, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def finished_download():
@@ -165,29 +209,50 @@ def finished_download():
     default upscaler, lettered with ``title`` and ``artist`` (``layout``), as a JPEG under 10 MB."""
     studio = studio_of_app()
     args = request.args.to_dict()
-    index = bounded_int(args, "index", 0, 0, MAX_GRID - 1)
     size = bounded_int(args, "size", FINISHED_SIZE, 8, MAX_COVER_SIZE)
     title, artist, layout = args.get("title", "").strip(), args.get("artist", "").strip(), args.get("layout", "auto")
     if layout not in LAYOUTS:
         raise BadRequest(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if artist and not title:
         raise BadRequest("an artist is lettered under a title; give a title too")
-    wanted, seed, count = studio.parse_request(args)
-    if index >= count:
-        raise BadRequest(f"index {index} is outside the grid of {count}")
-    cover = studio.covers(wanted, seed, count)[index]
+    wanted, seed, count, index = studio.chosen_cover(args)
+    with studio.lock:
+        covers, _ = studio.sampler.covers_at(size, count, seed, wanted, [index])
+        cover = next(covers)
     image, _ = finished_cover(cover, size, studio.upscaler, title or None, artist or None, None, layout)
-    name = f"ganzoo-cover-seed{seed}-{index}-{size}px.jpg"
-    return Response(encoded_cover(image, "jpeg"), mimetype="image/jpeg",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return download(encoded_cover(image, "jpeg"), "image/jpeg", f"ganzoo-cover-seed{seed}-{index}-{size}px.jpg")
+
+
+def svg_download():
+    """One cover of the grid as SVG (``size`` px, 3000 by default): a vector model's only."""
+    studio = studio_of_app()
+    args = request.args.to_dict()
+    size = bounded_int(args, "size", FINISHED_SIZE, 8, MAX_COVER_SIZE)
+    wanted, seed, count, index = studio.chosen_cover(args)
+    with studio.lock:
+        documents, _ = studio.sampler.svgs(size, count, seed, wanted, [index])
+        document = next(documents)
+    return download(document, "image/svg+xml", f"ganzoo-cover-seed{seed}-{index}.svg")
 
 
 def track():
-    """Slider values from a pasted track (a JSON object with its ``text``)."""
+    """Slider values, title and artist from a pasted track (a JSON object with its ``text``)."""
     try:
         payload = json.loads(request.get_data(cache=False))
     except (ValueError, RecursionError):  # a deeply nested body is refused like any other bad one
         payload = None
     if not isinstance(payload, dict):
         raise BadRequest('the body must be a JSON object such as {"text": "spotify:track:..."}')
-    return jsonify(features=studio_of_app().track_features(str(payload.get("text", ""))))
+    return jsonify(studio_of_app().track_features(str(payload.get("text", ""))))
+
+
+def song():
+    """Slider values measured from an uploaded song: the file's bytes as the body, its file name in ``name``.
+    A body without a stated length, or longer than ``MAX_SONG_BYTES``, is refused before it is read."""
+    length = request.content_length
+    if length is None or length > MAX_SONG_BYTES:
+        raise RequestEntityTooLarge(f"a song must come with its length and be at most {MAX_SONG_BYTES >> 20} MB")
+    request.max_content_length = MAX_SONG_BYTES
+    name = Path(request.args.get("name", "song")).name[:200] or "song"
+    features, said = studio_of_app().song_values(request.stream, name)
+    return jsonify(features=features, said=said)
