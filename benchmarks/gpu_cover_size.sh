@@ -15,7 +15,7 @@ set -u
 OUT=${OUT:-/tmp/gpu-cover-size}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 R=${SCRATCH:-/tmp/gpu-cover-size-scratch}; mkdir -p "$R"
-RECIPES=${RECIPES:-"fastgan+projected+hinge+diffaug fastgan+hinge+recon+diffaug dcgan+ns+diffaug"}
+RECIPES=${RECIPES:-"fastgan+projected+hinge+diffaug fastgan+hinge+recon+diffaug dcgan+ns+diffaug stylegan2+ns+ada+pl shapes+projected+hinge+diffaug"}
 if [ -n "${SMOKE:-}" ]; then
   DEVICE=cpu; SIZE=64; WIDTH=8; MINUTES=0.2; SEEDS="0"; GENERATED=32; COVERS=${COVERS:-}; PEER=""
   RECIPES="fastgan+hinge+recon+diffaug dcgan+ns+diffaug"

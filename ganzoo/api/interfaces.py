@@ -208,8 +208,9 @@ class Batch:
     generator phase when the loss asks for them (``AdversarialLoss.generator_needs_real``); ``fake`` is
     detached in the critic phase. ``condition`` conditions both (the generator phase's are the conditions the
     fakes were generated for). ``critic`` may be called again (regularisers); in the generator phase it is the
-    critic with its parameters frozen, in train mode. ``step`` counts finished generator steps; ``iteration``
-    is the critic update within the step (0 in the generator phase).
+    critic with its parameters frozen, in train mode. ``generator``, in the generator phase, is the generator
+    being trained (for regularisers that run it again: path length). ``step`` counts finished generator steps;
+    ``iteration`` is the critic update within the step (0 in the generator phase).
     """
 
     phase: Literal["critic", "generator"]
@@ -222,6 +223,7 @@ class Batch:
     iteration: int = 0
     real: torch.Tensor | None = None
     real_out: CriticOutput | None = None
+    generator: Generator | None = None
 
     def per_sample_rand(self, *shape: int) -> torch.Tensor:
         """Uniform noise (B, *shape) for this batch's samples: the rows one process would draw for them, so

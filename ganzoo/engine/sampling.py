@@ -86,6 +86,25 @@ class Sampler:
                     yield self.render(slerp(keys[start], keys[end], frame / frames), rows)
 
     @torch.no_grad()
+    def style_mix(self, count: int, seed: int) -> torch.Tensor:
+        """A style-mixing grid, (count + 1)^2 uint8 covers row by row: the top row the covers of ``count`` latents
+        (the columns'), the left column those of ``count`` more (the rows'), each inner cover its row's w with
+        its column's in the first half of the layers (the coarse ones: layout and shapes), the corner blank."""
+        if not self.mapped:
+            raise GanzooError(f"--mix mixes styles in W; this model ({self.config.recipe}) has no W space")
+        rows = self.rows_for({}, 2 * count, seed, nearest=False) if self.conditions else None
+        w = self.w_of(self.latents(2 * count, seed), rows)
+        columns, lines = w[:count], w[count:]
+        coarse = self.generator.layers // 2
+        mixed = lines[:, None, None].repeat(1, count, self.generator.layers, 1)
+        mixed[:, :, :coarse] = columns[None, :, None]
+        singles = to_uint8(self.generator.synthesis(w)).cpu()
+        cells = to_uint8(self.generator.synthesis(mixed.flatten(0, 1))).cpu().unflatten(0, (count, count))
+        top = torch.cat([torch.zeros_like(singles[:1]), singles[:count]])
+        body = torch.cat([singles[count:, None], cells], dim=1)
+        return torch.cat([top[None], body]).flatten(0, 1)
+
+    @torch.no_grad()
     def w_of(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
         """A mapped generator's w for latents ``z`` (and condition ``rows``), truncated toward its average."""
         w = self.generator.mapping(z.to(self.device), encode(self.conditions, rows, self.device))

@@ -250,7 +250,7 @@ class Trainer:
                 fake = self.generate(z, condition)
                 fake_out = critic(fake, condition)
             batch = Batch("generator", fake, fake_out.float(), condition, critic, self.context, step, 0, real,
-                          real_out)
+                          real_out, model.generator)
             terms = self.terms(batch)
             model.optimiser_g.zero_grad(set_to_none=True)
             sum(terms.values()).backward()

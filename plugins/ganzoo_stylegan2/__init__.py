@@ -20,6 +20,11 @@ sqrt(1/2)) down to 4x4; then the minibatch standard deviation (groups of up to 4
 convolution, a fully connected layer and the score. Conditions enter by a projection of their embedding onto the
 last features (as the paper's cmap); extra outputs are linear heads on them.
 
+Path-length regularisation (``pl``, an auxiliary for any generator with a W space): every ``interval`` generator
+steps, for a batch of fresh latents (``batch_shrink`` times smaller), the length of J_w^T y (the images' Jacobian
+with respect to w, times image-sized Gaussian noise scaled by 1/sqrt(pixels)) is pulled toward its running mean
+(decay 0.01, kept in the auxiliary's state, so resume is exact), weighted by ``weight`` times ``interval``.
+
 Deviations: resampling is a [1, 3, 3, 1] blur around nearest upsampling or stride-2 sampling rather than the
 paper's fused, padded FIR kernels; no clamping of activations (the paper clamps at 256 in mixed precision only).
 """
@@ -33,7 +38,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ganzoo import Architecture, ArchitectureSpec, Critic, CriticOutput, MappedGenerator, hookimpl
+from ganzoo import (Architecture, ArchitectureSpec, Auxiliary, Batch, Critic, CriticOutput, GanzooError,
+                    MappedGenerator, Terms, hookimpl)
 
 SIZES = tuple(2 ** k for k in range(5, 11))
 LEAKY_GAIN = math.sqrt(2)
@@ -111,14 +117,15 @@ def downsample(x: torch.Tensor) -> torch.Tensor:
 
 def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool) -> torch.Tensor:
     """Each sample's convolution with ``weight`` (out, in, k, k) whose input channels are scaled by its styles
-    (B, in), its output channels rescaled to unit norm when ``demodulate``; one grouped convolution."""
-    batch, channels, height, width = x.shape
-    w = weight[None] * styles[:, None, :, None, None]
+    (B, in), its output channels rescaled to unit norm when ``demodulate``. Computed as stylegan2-ada does when
+    it does not fuse: the styles scale the input, one convolution shared by the batch, then each sample's
+    demodulation coefficients scale the output (the same numbers, and much faster on a CPU than a grouped
+    convolution of per-sample weights)."""
+    out = F.conv2d(x * styles[:, :, None, None], weight, padding=weight.shape[-1] // 2)
     if demodulate:
-        w = w * (w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).rsqrt()
-    out = F.conv2d(x.reshape(1, batch * channels, height, width), w.reshape(-1, channels, *weight.shape[2:]),
-                   padding=weight.shape[-1] // 2, groups=batch)
-    return out.reshape(batch, -1, height, width)
+        coefficients = (styles.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8).rsqrt()
+        out = out * coefficients[:, :, None, None]
+    return out
 
 
 class StyledConv(nn.Module):
@@ -295,6 +302,62 @@ class StyleGAN2(Architecture):
 
     def critic_blocks(self, critic: StyleGAN2Critic) -> list[nn.Module]:
         return [critic.from_rgb, *critic.blocks]
+
+
+class PathLengthOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(2.0, ge=0, description="weight of the penalty (the paper's 2)")
+    interval: int = Field(4, gt=0, description="apply it every k generator steps, scaled by k (lazy)")
+    decay: float = Field(0.01, gt=0, le=1, description="how fast the running mean of path lengths follows them")
+    batch_shrink: int = Field(2, gt=0, description="the penalty's batch is the training batch divided by this")
+
+
+class PathLength(Auxiliary):
+    """StyleGAN2's path-length regularisation: a step in W moves the image by the same amount wherever it is."""
+
+    def __init__(self, options: PathLengthOptions):
+        self.options = options
+        self.mean = 0.0
+
+    def outputs(self, conditions) -> dict[str, int]:
+        return {}
+
+    def critic_terms(self, batch: Batch) -> Terms:
+        return {}
+
+    def generator_terms(self, batch: Batch) -> Terms:
+        o = self.options
+        if batch.step % o.interval:
+            return {}
+        generator = batch.generator
+        if not isinstance(generator, MappedGenerator):
+            raise GanzooError("pl regularises a generator with a W space (stylegan2); this one has none")
+        count = max(1, batch.fake.shape[0] // o.batch_shrink)
+        z = torch.randn(count, generator.latent_dim, device=batch.fake.device)
+        condition = batch.condition[:count] if batch.condition is not None else None
+        ws = generator.mapping(z, condition)[:, None].repeat(1, generator.layers, 1)
+        images = generator.synthesis(ws).float()
+        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (gradient,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+        lengths = gradient.float().square().sum(dim=2).mean(dim=1).sqrt()
+        self.mean = self.mean + o.decay * (lengths.mean().item() - self.mean)
+        return {"path_length": (lengths - self.mean).square().mean() * o.weight * o.interval}
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean}
+
+    def load_state_dict(self, state: dict) -> None:
+        mean = state.get("mean")
+        if not isinstance(mean, float) or not math.isfinite(mean) or mean < 0:
+            raise GanzooError(f"pl: the checkpoint's running mean of path lengths must be a finite number of at "
+                              f"least 0, not {mean!r}")
+        self.mean = mean
+
+
+@hookimpl
+def register_auxiliaries(register):
+    register("pl", PathLength, options=PathLengthOptions,
+             description="StyleGAN2's path-length regularisation of a generator with a W space (lazy)")
 
 
 @hookimpl

@@ -47,6 +47,9 @@ SUFFIXES = {"png": ".png", "jpeg": ".jpg", "svg": ".svg"}
 @click.option("--interpolate", "keyframes", type=click.IntRange(2, 64), metavar="K",
               help="Walk through K random latents and back (slerp): an animated GIF (--out NAME.gif) and/or a "
                    "folder of frames (--out-dir); -n covers per frame (default 16).")
+@click.option("--mix", type=click.IntRange(1, 16), metavar="K",
+              help="A style-mixing grid of a model with a W space (stylegan2): K column and K row latents; each "
+                   "inner cover is its row's w with its column's in the coarse half of the layers.")
 @click.option("--frames", type=click.IntRange(1, 240), default=16, show_default=True,
               help="Frames between two latents of --interpolate.")
 @click.option("--fps", type=click.IntRange(1, 60), default=12, show_default=True, help="Speed of GIFs.")
@@ -79,8 +82,8 @@ SUFFIXES = {"png": ".png", "jpeg": ".jpg", "svg": ".svg"}
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def generate_command(checkpoint, count, features, genre, track, tracks, track_ids, songs, sweep, sweep_steps, truncation,
-                     keyframes, frames, fps, upscale, upscale_filter, size, upscaler, title, artist, letter_track, font,
-                     layout, file_format, out, out_dir, seed, device):
+                     keyframes, mix, frames, fps, upscale, upscale_filter, size, upscaler, title, artist, letter_track,
+                     font, layout, file_format, out, out_dir, seed, device):
     """Generate covers from CHECKPOINT's EMA generator (a checkpoint, a run folder, RUN@best or RUN@STEP), at
     the size it was trained at (or --upscale'd), or finished: at --size, with --title and --artist lettered.
 
@@ -93,6 +96,9 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     from ganzoo.runtime.context import resolve_device
 
     check_flags(tracks, track, keyframes, sweep, features, genre, truncation)
+    if mix and (keyframes or sweep or songs or count or size or title):
+        raise GanzooError("--mix writes one style-mixing grid; it takes no -n, --interpolate, --sweep, --audio, "
+                          "--size or --title")
     registry = get_registry()
     if letter_track:
         title, artist = track_names(registry, track, tracks, track_ids, title, artist)
@@ -101,6 +107,10 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
         file_format, out, out_dir)
     sampler = load_sampler(checkpoint, resolve_device(device), registry)
     sampler.truncation = truncation
+    if mix:
+        images = sampler.style_mix(mix, seed)
+        return write_covers(images.permute(0, 2, 3, 1).numpy(), None, None, mix + 1, upscale, upscale_filter, out,
+                            out_dir)
     if keyframes:
         return write_interpolation(sampler, count or 16, keyframes, frames, fps, seed, upscale, upscale_filter, out,
                                    out_dir)
