@@ -1,6 +1,8 @@
 """StyleGAN2 (`stylegan2`): demodulation, the mapping network's learning rate, w's running average and
-truncation in W, and a run of the paper's recipe through the command line."""
+truncation in W, style mixing, path length, and runs of the paper's recipe through the command line: resume,
+generate, fine-tuning with frozen critic blocks, the studio."""
 
+import io
 import math
 
 import numpy as np
@@ -190,3 +192,34 @@ def test_stylegan2_composes_with_other_critics_losses_and_augmentations(recipe, 
     config = tiny_config(recipe=recipe, schedule={"steps": 1}, model={"width": 8, "latent_dim": 16},
                          options={"stylegan2": {"mapping_layers": 2}})
     assert run_training(config, tmp_path / "run", progress=False)["step"] == 1
+
+
+def test_fine_tuning_a_stylegan2_run_on_another_folder_freezes_the_first_critic_blocks(run, tmp_path):
+    folder = tmp_path / "covers"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    result = invoke("train", "stylegan2+ns+ada", folder, "--set", "data.image_size=32", "--set",
+                    "schedule.batch_size=8", "--set", "options.stylegan2.mapping_layers=2", "--set",
+                    "model.freeze_critic_blocks=2", "--init-from", run, "--steps", "2", "--out", tmp_path / "tuned",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    before, after = load_checkpoint(run / "checkpoint.pt")["critic"], load_checkpoint(tmp_path / "tuned")["critic"]
+    frozen = [k for k in before if k.startswith(("from_rgb.", "blocks.0."))]
+    trained = [k for k in before if k.startswith(("blocks.1.", "dense."))]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_the_studio_serves_a_stylegan2_checkpoint(run):
+    from ganzoo.apps.studio import Studio, create_app
+
+    client = create_app(Studio(load_sampler(run, torch.device("cpu")))).test_client()
+    info = client.get("/api/info").get_json()
+    assert info["vector"] is False and info["image_size"] == 32
+    grid = client.get("/api/covers?seed=4").get_json()["covers"]
+    assert len(grid) == 9 and grid[0] != grid[1] and grid == client.get("/api/covers?seed=4").get_json()["covers"]
+    finished = client.get("/api/cover.jpg?seed=4&index=1&size=96")
+    assert finished.status_code == 200 and Image.open(io.BytesIO(finished.data)).size == (96, 96)
