@@ -145,35 +145,33 @@ class Sampler:
         """The covers ``covers`` gives (those at ``indices``, or all), one uint8 (S, S, 3) array at a time: drawn at
         ``size`` by a generator that draws, else at the model's size (for an upscaler to enlarge). With the
         condition rows of all ``count``."""
-        z, rows = self.latents(count, seed), self.request_rows(request, count, seed)
-        indices = list(range(count)) if indices is None else indices
         if not self.draws:
-            images = torch.cat(list(self.generate(count, seed, rows, latents=z)))
-            return (images[index].permute(1, 2, 0).numpy() for index in indices), rows
-
-        def drawn():
-            for index in indices:
-                with torch.no_grad():
-                    image = self.generator.draw(z[index:index + 1].to(self.device),
-                                                encode(self.conditions, one_row(rows, index), self.device), size)
-                yield to_uint8(image).cpu()[0].permute(1, 2, 0).numpy()
-
-        return drawn(), rows
+            images, rows = self.covers(count, seed, request)
+            return (images[index].permute(1, 2, 0).numpy() for index in
+                    (range(count) if indices is None else indices)), rows
+        return self.each_cover(count, seed, request, indices, lambda z, c: to_uint8(
+            self.generator.draw(z, c, size)).cpu()[0].permute(1, 2, 0).numpy())
 
     def svgs(self, size: int, count: int, seed: int, request: dict[str, Any] | None,
              indices: list[int] | None = None) -> tuple[Iterator[str], Metadata | None]:
         """The covers ``covers`` gives (those at ``indices``, or all) as SVG documents of ``size`` px, one at a
         time, with the condition rows of all ``count``; only a generator that draws has them."""
         self.check_draws()
+        return self.each_cover(count, seed, request, indices, lambda z, c: self.generator.svg(z, c, size)[0])
+
+    def each_cover(self, count: int, seed: int, request: dict[str, Any] | None, indices: list[int] | None,
+                   make) -> tuple[Iterator[Any], Metadata | None]:
+        """``make(z, c)`` for each of the covers ``covers`` gives (those at ``indices``, or all), one at a time,
+        without gradients; with the condition rows of all ``count``."""
         z, rows = self.latents(count, seed), self.request_rows(request, count, seed)
 
-        def documents():
+        def made():
             for index in (range(count) if indices is None else indices):
                 with torch.no_grad():
-                    yield from self.generator.svg(z[index:index + 1].to(self.device),
-                                                  encode(self.conditions, one_row(rows, index), self.device), size)
+                    yield make(z[index:index + 1].to(self.device),
+                               encode(self.conditions, one_row(rows, index), self.device))
 
-        return documents(), rows
+        return made(), rows
 
     def check_draws(self) -> None:
         """Refuse, in one line, what only a generator that draws has (SVG)."""
