@@ -11,7 +11,7 @@ over the middle ``TEMPO_SECONDS``.
 
 Files are decoded by libsndfile (soundfile: WAV, FLAC, OGG, MP3, AIFF, ...) in blocks, so memory is bounded
 whatever the file: the first ``MAX_SECONDS`` are analysed, channels beyond two are mixed into one, and every
-block is resampled (soxr) before the next is read.
+block is resampled (soxr) and fed to the loudness meter before the next is read.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ def unreadable(path: Path, why: str) -> GanzooError:
     return GanzooError(f"{path}: {why}")
 
 
-def decode(path: Path) -> tuple[np.ndarray, float, float]:
-    """(audio at ``LOUDNESS_RATE``, float32 (N, channels <= 2), the file's duration in seconds, its rate)."""
+def decode(path: Path) -> tuple[np.ndarray, float, float, float]:
+    """(the mono audio at ``ANALYSIS_RATE``, float32; its integrated loudness; the file's duration in seconds; the
+    seconds analysed). Decoded block by block: each block is resampled to ``LOUDNESS_RATE`` for the loudness meter
+    and mixed to mono at ``ANALYSIS_RATE``; no whole song is held at the loudness meter's rate."""
     import soundfile
     import soxr
 
@@ -89,32 +91,74 @@ def decode(path: Path) -> tuple[np.ndarray, float, float]:
     if duration < MIN_SECONDS:
         raise unreadable(path, f"{duration:.3f} s of audio; at least {MIN_SECONDS:g} s are needed to measure a tempo")
     kept = min(info.channels, 2) if info.channels <= 2 else 1
-    stream = soxr.ResampleStream(info.samplerate, LOUDNESS_RATE, kept, dtype="float32")
-    parts = []
+    to_meter = soxr.ResampleStream(info.samplerate, LOUDNESS_RATE, kept, dtype="float32")
+    to_mono = soxr.ResampleStream(info.samplerate, ANALYSIS_RATE, 1, dtype="float32")
+    meter, parts = LoudnessMeter(kept), []
+
+    def add(block: np.ndarray, last: bool = False) -> None:
+        meter.add(to_meter.resample_chunk(block, last=last))
+        parts.append(to_mono.resample_chunk(np.ascontiguousarray(block.mean(axis=1, keepdims=True)), last=last))
+
     try:
         for block in soundfile.blocks(str(path), blocksize=info.samplerate * BLOCK_SECONDS, dtype="float32",
                                       always_2d=True, frames=min(info.frames, info.samplerate * MAX_SECONDS)):
-            block = block if info.channels <= 2 else block.mean(axis=1, keepdims=True)
-            parts.append(stream.resample_chunk(np.ascontiguousarray(block)))
+            if not np.isfinite(block).all():
+                raise unreadable(path, "holds samples that are not numbers")
+            add(np.ascontiguousarray(block if info.channels <= 2 else block.mean(axis=1, keepdims=True)))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
         raise unreadable(path, f"damaged or truncated ({str(error).strip() or type(error).__name__})") from None
-    parts.append(stream.resample_chunk(np.zeros((0, kept), np.float32), last=True))
-    audio = np.concatenate(parts)
-    if len(audio) < MIN_SECONDS * LOUDNESS_RATE * 0.9:
+    add(np.zeros((0, kept), np.float32), last=True)
+    mono = np.concatenate(parts)[:, 0]
+    if len(mono) < MIN_SECONDS * ANALYSIS_RATE * 0.9:
         raise unreadable(path, "damaged or truncated: far less audio than its header says")
-    if not np.isfinite(audio).all():
-        raise unreadable(path, "holds samples that are not numbers")
-    return audio, duration, len(audio) / LOUDNESS_RATE
-
-
-def integrated_loudness(audio: np.ndarray, path: Path) -> float:
-    """BS.1770 integrated loudness (LUFS) of ``audio`` at ``LOUDNESS_RATE``."""
-    import pyloudnorm
-
-    loudness = pyloudnorm.Meter(LOUDNESS_RATE).integrated_loudness(audio)
+    loudness = meter.loudness()
     if not np.isfinite(loudness):
         raise unreadable(path, "silent: it has no loudness, tempo or key to measure")
-    return float(loudness)
+    return mono, loudness, duration, len(mono) / ANALYSIS_RATE
+
+
+class LoudnessMeter:
+    """BS.1770-4 integrated loudness of audio at ``LOUDNESS_RATE`` fed block by block: pyloudnorm's K-weighting
+    filters run over each block (their state carried to the next), the mean square of every 100 ms is kept, and at
+    the end the 400 ms blocks (75 % overlap) are gated at -70 LUFS and then 10 LU below their mean. Each of at most
+    two channels weighs 1. pyloudnorm's own meter needs the whole song at once and loops over its blocks in
+    Python (a second for a 4-minute song here)."""
+
+    STEP = LOUDNESS_RATE // 10
+
+    def __init__(self, channels: int):
+        import pyloudnorm
+
+        stages = pyloudnorm.Meter(LOUDNESS_RATE)._filters.values()  # its K-weighting, as its own meter applies it
+        self.sections = np.array([[*stage.b, *stage.a] for stage in stages])
+        self.state = np.zeros((len(self.sections), 2, channels))
+        self.pending = np.zeros((0, channels))
+        self.powers = [np.zeros((0, channels))]
+
+    def add(self, block: np.ndarray) -> None:
+        """K-weight ``block`` (samples, channels) and keep the mean square of each whole 100 ms so far."""
+        from scipy.signal import sosfilt
+
+        weighted, self.state = sosfilt(self.sections, block.astype(np.float64), axis=0, zi=self.state)
+        squares = np.concatenate([self.pending, weighted ** 2])
+        whole = len(squares) // self.STEP * self.STEP
+        self.powers.append(squares[:whole].reshape(-1, self.STEP, squares.shape[1]).mean(axis=1))
+        self.pending = squares[whole:]
+
+    def loudness(self) -> float:
+        """Integrated loudness in LUFS; -inf when no 400 ms block is louder than -70 LUFS."""
+        steps = np.concatenate(self.powers)
+        if len(steps) < 4:
+            return -np.inf
+        power = np.lib.stride_tricks.sliding_window_view(steps, 4, axis=0).mean(axis=-1)
+        with np.errstate(divide="ignore"):
+            block_loudness = -0.691 + 10 * np.log10(power.sum(axis=1))
+        loud = block_loudness > -70
+        if not loud.any():
+            return -np.inf
+        relative = -0.691 + 10 * np.log10(power[loud].mean(axis=0).sum()) - 10
+        kept = loud & (block_loudness > relative)
+        return float(-0.691 + 10 * np.log10(power[kept].mean(axis=0).sum()))
 
 
 def tempo(mono: np.ndarray) -> float:
@@ -172,21 +216,36 @@ def key_and_mode(chroma: np.ndarray) -> tuple[int, int]:
 def song_features(path: str | Path, descriptors: bool = False) -> SongFeatures:
     """Measure a song file's ``MEASURED`` features (and its ``AUDIO_DESCRIPTORS`` too, if asked); a file that
     cannot be measured is one GanzooError naming it."""
-    import soxr
+    song = measured_song(path)
+    return song.with_descriptors() if descriptors else song.features
 
+
+@dataclass(frozen=True)
+class MeasuredSong:
+    """A song's ``MEASURED`` features, with the mono audio and chroma its descriptors are summarised from."""
+
+    features: SongFeatures
+    mono: np.ndarray
+    chroma: np.ndarray
+
+    def with_descriptors(self) -> SongFeatures:
+        """The features with the song's ``AUDIO_DESCRIPTORS`` added."""
+        values = self.features.values | summary(self.mono, self.features.values, self.chroma)
+        return SongFeatures(self.features.path, values, self.features.analysed_seconds)
+
+
+def measured_song(path: str | Path) -> MeasuredSong:
+    """Decode a song file and measure its ``MEASURED`` features; a file that cannot be measured is one GanzooError
+    naming it."""
     path = Path(path)
     if not path.is_file():
         raise unreadable(path, "no such file")
-    audio, duration, analysed = decode(path)
-    loudness = integrated_loudness(audio, path)
-    mono = soxr.resample(audio.mean(axis=1), LOUDNESS_RATE, ANALYSIS_RATE)
+    mono, loudness, duration, analysed = decode(path)
     chroma = mean_chroma(mono)
     tonic, mode = key_and_mode(chroma)
-    values = {"tempo": tempo(mono), "loudness": loudness, "key": float(tonic), "mode": float(mode),
+    values = {"tempo": float(tempo(mono)), "loudness": loudness, "key": float(tonic), "mode": float(mode),
               "duration_ms": duration * 1000}
-    if descriptors:
-        values |= summary(mono, values, chroma)
-    return SongFeatures(path, values, analysed)
+    return MeasuredSong(SongFeatures(path, values, analysed), mono, chroma)
 
 
 def summary(mono: np.ndarray, measured: dict[str, float], chroma: np.ndarray) -> dict[str, float]:
@@ -208,15 +267,21 @@ def summary(mono: np.ndarray, measured: dict[str, float], chroma: np.ndarray) ->
 
 
 def check_audio_libraries() -> None:
-    """Refuse, with the command that installs them, to measure songs without the audio extra."""
+    """Refuse, with the command that installs them, to measure songs without the audio extra. librosa and
+    pyloudnorm (pure Python, a second of imports) are only looked for; the libraries with compiled parts are
+    imported."""
+    from importlib.util import find_spec
+
     try:
-        import librosa  # noqa: F401
-        import pyloudnorm  # noqa: F401
         import soundfile  # noqa: F401
         import soxr  # noqa: F401
     except ImportError as error:
-        raise GanzooError(f"measuring songs needs the audio extra: pip install -e '.[audio]' ({error.name} is "
-                          "missing)") from None
+        missing = error.name
+    else:
+        missing = next((name for name in ("librosa", "pyloudnorm") if find_spec(name) is None), None)
+    if missing:
+        raise GanzooError(f"measuring songs needs the audio extra: pip install -e '.[audio]' ({missing} is "
+                          "missing)")
 
 
 def song_files(paths: list[str | Path]) -> list[Path]:

@@ -48,6 +48,45 @@ def test_loudness_follows_bs1770_and_a_level_shift(tmp_path):
     assert a == pytest.approx(reference, abs=1.0) and a - b == pytest.approx(6.0, abs=0.2)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_streamed_loudness_meter_gives_pyloudnorms_integrated_loudness(channels):
+    import pyloudnorm
+
+    rng = np.random.default_rng(channels)
+    song = (0.2 * rng.standard_normal((audio.LOUDNESS_RATE * 30, channels))).astype(np.float32)
+    song[:audio.LOUDNESS_RATE * 8] *= 0.01  # a quiet start the relative gate drops
+    song[audio.LOUDNESS_RATE * 12:audio.LOUDNESS_RATE * 15] = 0  # silence the absolute gate drops
+    meter, start = audio.LoudnessMeter(channels), 0
+    for size in [1, 4799, 123_457, 48_000, 10**9]:  # blocks that cut the 100 ms steps anywhere
+        meter.add(song[start:start + size])
+        start += size
+    reference = pyloudnorm.Meter(audio.LOUDNESS_RATE).integrated_loudness(song[:, 0] if channels == 1 else song)
+    assert meter.loudness() == pytest.approx(reference, abs=0.01)
+    assert audio.LoudnessMeter(channels).loudness() == -np.inf
+
+
+def test_songs_are_measured_in_a_worker_in_order_and_its_end_is_one_line(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    from ganzoo.audio.worker import SongMeasurer
+
+    soundfile.write(tmp_path / "a.wav", clicks(120, 6), RATE)
+    (tmp_path / "b.wav").write_bytes(b"not audio")
+    soundfile.write(tmp_path / "c.wav", triad(220, True), RATE)
+    with SongMeasurer([tmp_path / name for name in ("a.wav", "b.wav", "c.wav")]) as measurer:
+        first, second, third = measurer.measured(descriptors=True)
+    assert first.values["tempo"] == pytest.approx(120, rel=0.02) and set(audio.AUDIO_DESCRIPTORS) <= set(first.values)
+    assert isinstance(second, audio.GanzooError) and "b.wav: not audio" in str(second)
+    assert third.values == song_features(tmp_path / "c.wav", descriptors=True).values
+    with SongMeasurer([tmp_path / "a.wav"]) as measurer:
+        worker, = multiprocessing.active_children()
+        os.kill(worker.pid, signal.SIGKILL)
+        with pytest.raises(audio.GanzooError, match="measuring songs stopped: its worker process ended"):
+            list(measurer.measured(descriptors=False))
+
+
 @pytest.mark.parametrize("root, note", [(261.63, 0), (293.66, 2), (220.0, 9), (369.99, 6)])
 @pytest.mark.parametrize("minor", [False, True])
 def test_key_and_mode_of_a_triad(tmp_path, root, note, minor):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from ganzoo.apps.cli.base import RootGroup
@@ -28,4 +30,7 @@ for command in (train_command, generate_command, project_command, timelapse_comm
 
 
 def main():
-    cli(prog_name="ganzoo")
+    try:
+        cli(prog_name="ganzoo")
+    finally:
+        gc.freeze()  # what is alive at exit is left to the operating system, not collected object by object

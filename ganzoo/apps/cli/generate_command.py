@@ -91,19 +91,21 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
     training rows that match the given genre and lie nearest to the given values (the 32 nearest), so
     covers keep the data's own combinations. With no flags, conditions are those of random training rows.
     """
-    from ganzoo.engine.sampling import load_sampler
-    from ganzoo.registry.loading import get_registry
-    from ganzoo.runtime.context import resolve_device
-
     check_flags(tracks, track, keyframes, sweep, features, genre, truncation)
     if mix and (keyframes or sweep or songs or count or size or title):
         raise GanzooError("--mix writes one style-mixing grid; it takes no -n, --interpolate, --sweep, --audio, "
                           "--size or --title")
+    files, measurer = song_files_measured(songs, count, keyframes, sweep, track)  # before torch is imported
+
+    from ganzoo.engine.sampling import load_sampler
+    from ganzoo.registry.loading import get_registry
+    from ganzoo.runtime.context import resolve_device
+
     registry = get_registry()
     if letter_track:
         title, artist = track_names(registry, track, tracks, track_ids, title, artist)
-    finishing, files, file_format, names, out = planned_files(
-        count, keyframes, frames, sweep, sweep_steps, track, songs, upscale, size, upscaler, title, artist, font,
+    finishing, file_format, names, out = planned_files(
+        count, keyframes, frames, sweep, sweep_steps, files, upscale, size, upscaler, title, artist, font,
         file_format, out, out_dir)
     sampler = load_sampler(checkpoint, resolve_device(device), registry)
     sampler.truncation = truncation
@@ -116,7 +118,7 @@ def generate_command(checkpoint, count, features, genre, track, tracks, track_id
                                    out_dir)
     request, track_id = condition_request(sampler, registry, features, genre, track, tracks, track_ids)
     if finishing:
-        return finish(sampler, registry, request, track_id, files, names, seed, size, upscaler,
+        return finish(sampler, registry, request, track_id, measurer, names, seed, size, upscaler,
                       (title, artist, font, layout), file_format, out_dir)
     columns = len(sampler.sweep_columns(sweep, sweep_steps)) if sweep else int(math.ceil(math.sqrt(count or 64)))
     check_request_fits(sampler.image_size, (count or 4) * columns if sweep else (count or 64), columns, upscale)
@@ -138,27 +140,35 @@ def check_flags(tracks, track, keyframes, sweep, features, genre, truncation) ->
         raise GanzooError("--truncation must be a number from 0 to 1, not nan")
 
 
-def planned_files(count, keyframes, frames, sweep, sweep_steps, track, songs, upscale, size, upscaler, title, artist,
-                  font, file_format, out, out_dir):
-    """What the command will write, each path checked before any work: (finishing or not, the songs, the
-    finished covers' format, their paths, the grid or GIF path)."""
+def song_files_measured(songs, count, keyframes, sweep, track):
+    """``--audio``'s song files, and a SongMeasurer already measuring them on another core (while the model
+    loads), closed with the command; ([], None) without songs."""
+    if not songs:
+        return [], None
+    if keyframes or sweep or track or count:
+        raise GanzooError("--audio makes one cover per song; it takes no -n, --interpolate, --sweep or --track")
+    from ganzoo.audio import song_files
+    from ganzoo.audio.worker import SongMeasurer
+
+    files = song_files(songs)
+    return files, click.get_current_context().with_resource(SongMeasurer(files))
+
+
+def planned_files(count, keyframes, frames, sweep, sweep_steps, files, upscale, size, upscaler, title, artist, font,
+                  file_format, out, out_dir):
+    """What the command will write, each path checked before any work: (finishing or not, the finished covers'
+    format, their paths, the grid or GIF path); ``files`` are the songs, one finished cover each."""
     finishing = (any(flag is not None for flag in (size, upscaler, title, artist, font, file_format))
                  or str(out).lower().endswith(".svg"))
-    files = []
-    if songs:
-        if keyframes or sweep or track or count:
-            raise GanzooError("--audio makes one cover per song; it takes no -n, --interpolate, --sweep or --track")
-        from ganzoo.audio import song_files
-
-        files = song_files(songs)
+    if files:
         count, out_dir = len(files), out_dir or (None if out and len(files) == 1 else "covers")
         finishing = True
     if finishing:
         file_format, names = finished_files(count, keyframes, sweep, upscale, title, artist, font, file_format, out,
-                                            out_dir, [path.stem for path in files] if songs else None)
+                                            out_dir, [path.stem for path in files] if files else None)
         for name in names:  # refused before any work, not after the first file
             check_no_link(writable_file(name))
-        return finishing, files, file_format, names, out
+        return finishing, file_format, names, out
     out = out or ("interpolation.gif" if keyframes else "grid.png")
     writable_file(out)
     if out_dir:
@@ -168,11 +178,13 @@ def planned_files(count, keyframes, frames, sweep, sweep_steps, track, songs, up
                  + ["conditions.csv"])
         for name in names:  # refused before any work, not after the first file
             check_no_link(Path(out_dir) / name)
-    return finishing, files, file_format, [], out
+    return finishing, file_format, [], out
 
 
-def finish(sampler, registry, request, track_id, files, paths, seed, size, upscaler, lettering, file_format, out_dir):
-    """Finished covers (``--size``, ``--title``, ``--audio``): one per song, or one per path."""
+def finish(sampler, registry, request, track_id, measurer, paths, seed, size, upscaler, lettering, file_format,
+           out_dir):
+    """Finished covers (``--size``, ``--title``, ``--audio``): one per song (``measurer``, a SongMeasurer, has
+    them), or one per path."""
     if size is not None and size < sampler.image_size:
         raise GanzooError(f"--size {size} is smaller than the model's {sampler.image_size} px covers; covers are "
                           "finished at their size or larger")
@@ -181,8 +193,8 @@ def finish(sampler, registry, request, track_id, files, paths, seed, size, upsca
     finishing = Finishing(sampler, size or sampler.image_size,
                           registry.create("upscaler", upscaler or registry.default("upscaler").name, None), lettering,
                           file_format)
-    if files:
-        return write_song_covers(finishing, files, request, seed, paths)
+    if measurer:
+        return write_song_covers(finishing, measurer, request, seed, paths)
     return write_finished(finishing, request, seed, track_id, paths, out_dir)
 
 
@@ -246,31 +258,32 @@ def finished_files(count, keyframes, sweep, upscale, title, artist, font, file_f
     return file_format, [Path(out_dir) / f"{stem}{suffix}" for stem in stems]
 
 
-def write_song_covers(finishing: Finishing, files, given, seed: int, paths: list[Path]) -> None:
-    """One cover per song, conditioned on its measured features, finished and written as soon as it is measured;
-    a song that cannot be measured is one line and the others go on."""
+def write_song_covers(finishing: Finishing, songs, given, seed: int, paths: list[Path]) -> None:
+    """One cover per song (``songs``, a SongMeasurer measuring them), conditioned on its measured features,
+    finished and written as soon as it is measured; a song that cannot be measured is one line and the others go
+    on."""
     from tqdm import tqdm
 
-    from ganzoo.audio import song_features
     from ganzoo.audio.request import check_takes_audio, song_request, wants_descriptors
 
     sampler = finishing.sampler
     check_takes_audio(sampler)
-    descriptors, failed = wants_descriptors(sampler), 0
-    for song, path in zip(tqdm(files, desc="songs", unit="song", disable=len(files) == 1), paths):
-        try:
-            request, said = song_request(sampler, song_features(song, descriptors), given)
-        except GanzooError as error:
+    failed = 0
+    measured = songs.measured(wants_descriptors(sampler))
+    for song, path in zip(tqdm(measured, desc="songs", unit="song", total=songs.count, disable=songs.count == 1),
+                          paths):
+        if isinstance(song, GanzooError):
             failed += 1
-            tqdm.write(f"skipped {error}", file=sys.stderr)
+            tqdm.write(f"skipped {song}", file=sys.stderr)
             continue
-        tqdm.write(f"{song.name}: {said}")
+        request, said = song_request(sampler, song, given)
+        tqdm.write(f"{song.path.name}: {said}")
         covers, _ = finishing.covers(1, seed, request)
         write_atomically(path, next(covers)[0])
     if failed:
-        raise GanzooError(f"{failed} of {len(files)} songs could not be measured (listed above); "
-                          f"{len(files) - failed} covers written")
-    click.echo(f"wrote {len(files)} cover{'s' * (len(files) != 1)} of {finishing.size} px, one per song, to "
+        raise GanzooError(f"{failed} of {songs.count} songs could not be measured (listed above); "
+                          f"{songs.count - failed} covers written")
+    click.echo(f"wrote {songs.count} cover{'s' * (songs.count != 1)} of {finishing.size} px, one per song, to "
                f"{paths[0].parent if len(paths) > 1 else paths[0]}")
 
 
