@@ -72,14 +72,24 @@ class GLU(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Adds per-pixel Gaussian noise with a learnt strength (zero at start)."""
+    """Adds per-pixel Gaussian noise with a learnt strength (zero at start): drawn afresh in training; in eval
+    mode one fixed map per size (seeded by it, kept out of checkpoints), so a latent always gives one cover, as
+    stylegan2-ada's 'const' noise does. FastGAN's reference draws it afresh in eval too."""
 
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
+        self.fixed: dict[tuple[int, int], torch.Tensor] = {}
 
     def forward(self, x):
-        return x + self.weight * torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        if self.training:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        else:
+            size = (x.shape[2], x.shape[3])
+            if size not in self.fixed:
+                self.fixed[size] = torch.randn(1, 1, *size, generator=torch.Generator().manual_seed(size[0]))
+            noise = self.fixed[size].to(x.device, x.dtype)
+        return x + self.weight * noise
 
 
 def up_block(inputs: int, outputs: int, compound: bool) -> nn.Sequential:

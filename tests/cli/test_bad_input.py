@@ -269,6 +269,11 @@ def test_generate_into_a_path_under_a_file(run, tmp_path):
     assert_user_error(invoke("generate", run, "--out-dir", tmp_path / "afile" / "covers"), "a file is in the way")
 
 
+def test_a_grid_named_other_than_png_is_refused_before_any_work(run, tmp_path):
+    assert_user_error(invoke("generate", run, "-n", "4", "--out", tmp_path / "grid.jpg"), "a grid is written as PNG")
+    assert not (tmp_path / "grid.jpg").exists()
+
+
 @pytest.fixture
 def tiny_registry(monkeypatch):
     monkeypatch.setattr(plugins, "_registry", load_plugins({"tiny": tiny_extractor}))

@@ -10,7 +10,7 @@ import torch
 
 from ganzoo import ArchitectureSpec, CriticOutput
 from ganzoo.runtime.checkpoint import load_checkpoint
-from ganzoo_fastgan import FastGAN, FastGANOptions
+from ganzoo_fastgan import FastGAN, FastGANOptions, NoiseInjection
 from ganzoo_losses import Hinge, HingeOptions
 from ganzoo_projected import WEIGHTS_SHA256, Projected, ProjectedOptions
 
@@ -39,6 +39,22 @@ def test_fastgan_builds_its_declared_sizes_with_conditions_heads_and_reconstruct
     out.aux["recon"].sum().backward()  # the reconstruction error trains the critic's decoders
     assert critic.decode_whole[-2].parametrizations.weight.original.grad is not None
     assert 64 in FastGAN.image_sizes and 1024 in FastGAN.image_sizes and 32 not in FastGAN.image_sizes
+
+
+def test_fastgan_noise_is_fresh_in_training_and_fixed_in_eval():
+    generator, _ = FastGAN(FastGANOptions()).build(ArchitectureSpec(image_size=64, latent_dim=16, width=8))
+    for module in generator.modules():
+        if isinstance(module, NoiseInjection):  # a strength the noise shows through
+            module.weight.data.fill_(1.0)
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        generator.train()
+        assert not torch.equal(generator(z), generator(z))
+        generator.eval()
+        first = generator(z)
+        assert torch.equal(first, generator(z))
+        assert torch.allclose(first[:1], generator(z[:1]), atol=0.01)  # whatever else is in the batch
+        assert not torch.equal(first[0], first[1])
 
 
 def test_hinge_averages_over_patches_and_over_images_alike():

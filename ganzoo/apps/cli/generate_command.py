@@ -170,6 +170,9 @@ def planned_files(count, keyframes, frames, sweep, sweep_steps, files, upscale, 
             check_no_link(writable_file(name))
         return finishing, file_format, names, out
     out = out or ("interpolation.gif" if keyframes else "grid.png")
+    if not keyframes and Path(out).suffix.lower() != ".png":
+        raise GanzooError(f"--out {out}: a grid is written as PNG, row by row; name it .png (a single finished "
+                          "cover, with --size or --title, can be .jpg)")
     writable_file(out)
     if out_dir:
         make_folder(out_dir)
