@@ -139,6 +139,9 @@ class LoudnessMeter:
         """K-weight ``block`` (samples, channels) and keep the mean square of each whole 100 ms so far."""
         from scipy.signal import sosfilt
 
+        if not len(block):  # a resampler's last flush may hold nothing (a file already at LOUDNESS_RATE)
+            return
+
         weighted, self.state = sosfilt(self.sections, block.astype(np.float64), axis=0, zi=self.state)
         squares = np.concatenate([self.pending, weighted ** 2])
         whole = len(squares) // self.STEP * self.STEP

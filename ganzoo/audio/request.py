@@ -13,7 +13,7 @@ from ganzoo.engine.sampling import Sampler
 
 
 def check_takes_audio(sampler: Sampler) -> None:
-    """Refuse, before any song is decoded, a model none of whose conditions a song's audio measures."""
+    """Refuse, before any cover is made, a model none of whose conditions a song's audio measures."""
     if not sampler.conditions:
         raise GanzooError(f"--audio: {UNCONDITIONAL}")
     columns = [column for condition in sampler.conditions.values() for column in condition.columns]

@@ -13,9 +13,9 @@ from ganzoo.audio.features import SongFeatures, measured_song
 
 
 class SongMeasurer:
-    """Measures ``paths`` one after another in a worker process from the moment it is made; ``measured`` says
-    whether the audio descriptors are wanted too and yields each song's features, or its one-line error, in
-    order. A context manager: leaving it stops the worker."""
+    """Measures ``paths`` one after another in a worker process: the first song from the moment it is made, the
+    rest once ``measured`` has said whether the audio descriptors are wanted too; ``measured`` yields each
+    song's features, or its one-line error, in order. A context manager: leaving it stops the worker."""
 
     def __init__(self, paths: list[Path]):
         context = multiprocessing.get_context("spawn")
@@ -60,7 +60,8 @@ class SongMeasurer:
 
 def measure_songs(paths: list[Path], wanted, results) -> None:
     """The worker: measure each song, and once the first is measured wait to hear whether descriptors are wanted.
-    Interrupting the command stops it through its parent, not with a traceback of its own."""
+    A song that fails for any reason is its one-line error and the others go on. Interrupting the command stops
+    the worker through its parent, not with a traceback of its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     descriptors = None
     for path in paths:
@@ -70,4 +71,6 @@ def measure_songs(paths: list[Path], wanted, results) -> None:
             results.send(song.with_descriptors() if descriptors else song.features)
         except GanzooError as error:
             results.send(error)
+        except Exception as error:  # a library's failure on this file: said, not the end of the other songs
+            results.send(GanzooError(f"{path}: could not be measured ({type(error).__name__}: {error})"))
     results.close()

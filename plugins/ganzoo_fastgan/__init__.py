@@ -79,16 +79,18 @@ class NoiseInjection(nn.Module):
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
-        self.fixed: dict[tuple[int, int], torch.Tensor] = {}
+        self.fixed: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x):
         if self.training:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         else:
-            size = (x.shape[2], x.shape[3])
-            if size not in self.fixed:
-                self.fixed[size] = torch.randn(1, 1, *size, generator=torch.Generator().manual_seed(size[0]))
-            noise = self.fixed[size].to(x.device, x.dtype)
+            key = (x.shape[2], x.shape[3], x.device, x.dtype)
+            if key not in self.fixed:
+                with torch.inference_mode(False):  # an ordinary tensor, whatever mode eval first ran in
+                    self.fixed[key] = torch.randn(1, 1, *key[:2], generator=torch.Generator().manual_seed(
+                        key[0])).to(x.device, x.dtype)
+            noise = self.fixed[key]
         return x + self.weight * noise
 
 

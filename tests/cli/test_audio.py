@@ -65,6 +65,18 @@ def test_the_streamed_loudness_meter_gives_pyloudnorms_integrated_loudness(chann
     assert audio.LoudnessMeter(channels).loudness() == -np.inf
 
 
+@pytest.mark.parametrize("rate", [48000, 96000, 22050])
+def test_a_file_at_any_rate_is_measured_and_one_at_the_meters_rate_exactly(tmp_path, rate):
+    import pyloudnorm
+
+    t = np.arange(rate * 6) / rate
+    song = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 330 * t)], 1).astype(np.float32)
+    soundfile.write(tmp_path / "song.wav", song, rate, subtype="FLOAT")
+    loudness = song_features(tmp_path / "song.wav").values["loudness"]
+    reference = pyloudnorm.Meter(rate).integrated_loudness(song.astype(np.float64))
+    assert loudness == pytest.approx(reference, abs=0.01 if rate == audio.LOUDNESS_RATE else 0.1)
+
+
 def test_songs_are_measured_in_a_worker_in_order_and_its_end_is_one_line(tmp_path):
     import multiprocessing
     import os

@@ -192,7 +192,7 @@ def finish(sampler, registry, request, track_id, measurer, paths, seed, size, up
         raise GanzooError(f"--size {size} is smaller than the model's {sampler.image_size} px covers; covers are "
                           "finished at their size or larger")
     if file_format == "svg":
-        sampler.check_draws()  # before any song is measured
+        sampler.check_draws()  # before any cover is made
     finishing = Finishing(sampler, size or sampler.image_size,
                           registry.create("upscaler", upscaler or registry.default("upscaler").name, None), lettering,
                           file_format)
