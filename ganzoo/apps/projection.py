@@ -125,9 +125,7 @@ def w_spread(sampler: Sampler, seed: int, count: int = 1000) -> float:
     """How far a mapped generator's w lie from their average: the root mean squared distance, over ``count``
     random latents (and training rows)."""
     rows = sampler.rows_for({}, count, seed + 1, nearest=False) if sampler.conditions else None
-    with torch.no_grad():
-        w = sampler.generator.mapping(sampler.latents(count, seed + 1).to(sampler.device),
-                                      condition(sampler, rows, slice(0, count)))
+    w = sampler.w_of(sampler.latents(count, seed + 1), rows)
     return float((w - sampler.generator.w_average).pow(2).sum(dim=1).mean().sqrt())
 
 
@@ -162,12 +160,9 @@ def variations(sampler: Sampler, projection: Projection, count: int, spread: flo
     rows = {k: np.repeat(v, count) for k, v in projection.rows.items()} if projection.rows is not None else None
     if projection.space == "z":
         return sampler.render(projection.latent + spread * noise, rows)
-    with torch.no_grad():
-        generator = sampler.generator
-        offset = generator.mapping(noise.to(sampler.device), condition(sampler, rows, slice(0, count)))
-        offset = offset - generator.w_average
-        w = projection.latent.to(sampler.device) + spread * (offset[:, None] if projection.space == "w+" else offset)
-        return to_uint8(generator.synthesis(w)).cpu()
+    offset = sampler.w_of(noise, rows) - sampler.generator.w_average
+    w = projection.latent.to(sampler.device) + spread * (offset[:, None] if projection.space == "w+" else offset)
+    return sampler.synthesised(w)
 
 
 def record(projection: Projection, steps: int, seed: int) -> dict[str, Any]:

@@ -79,9 +79,7 @@ class Sampler:
             end = (start + 1) % keyframes
             for frame in range(frames):
                 if self.mapped:
-                    with torch.no_grad():
-                        w = keys[start].lerp(keys[end], frame / frames)
-                        yield to_uint8(self.generator.synthesis(w)).cpu()
+                    yield self.synthesised(keys[start].lerp(keys[end], frame / frames))
                 else:
                     yield self.render(slerp(keys[start], keys[end], frame / frames), rows)
 
@@ -98,8 +96,8 @@ class Sampler:
         coarse = self.generator.layers // 2
         mixed = lines[:, None, None].repeat(1, count, self.generator.layers, 1)
         mixed[:, :, :coarse] = columns[None, :, None]
-        singles = to_uint8(self.generator.synthesis(w)).cpu()
-        cells = to_uint8(self.generator.synthesis(mixed.flatten(0, 1))).cpu().unflatten(0, (count, count))
+        singles = self.synthesised(w)
+        cells = self.synthesised(mixed.flatten(0, 1)).unflatten(0, (count, count))
         top = torch.cat([torch.zeros_like(singles[:1]), singles[:count]])
         body = torch.cat([singles[count:, None], cells], dim=1)
         return torch.cat([top[None], body]).flatten(0, 1)
@@ -111,10 +109,15 @@ class Sampler:
         return self.generator.w_average.lerp(w, self.truncation) if self.truncation != 1 else w
 
     @torch.no_grad()
+    def synthesised(self, w: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, 3, S, S) a mapped generator synthesises from ``w`` ((B, w_dim) or (B, layers, w_dim))."""
+        return to_uint8(self.generator.synthesis(w.to(self.device))).cpu()
+
+    @torch.no_grad()
     def render(self, z: torch.Tensor, rows: Metadata | None = None) -> torch.Tensor:
         """uint8 images (B, 3, S, S) for latents ``z`` and, for a conditional model, condition ``rows``."""
         if self.mapped:
-            return to_uint8(self.generator.synthesis(self.w_of(z, rows))).cpu()
+            return self.synthesised(self.w_of(z, rows))
         return to_uint8(self.generator(z.to(self.device), encode(self.conditions, rows, self.device))).cpu()
 
     def generate(self, count: int, seed: int, rows: Metadata | None = None, batch_size: int = SAMPLING_BATCH,

@@ -1,7 +1,7 @@
 """The fonts lettering can use: those matplotlib ships (the DejaVu family, open licences) and the system's (found
 afresh in every process: a font installed a minute ago counts), named by their file's stem (``DejaVuSans-Bold``),
-or any TrueType/OpenType file (or a collection's first face) given by path. A text is set in one font: the one asked for when it has a glyph for every character, else the
-first installed font that has them all."""
+or any TrueType/OpenType file (or a collection's first face) given by path. A text is set in one font: the one
+asked for when it has a glyph for every character, else the first installed font that has them all."""
 
 from __future__ import annotations
 

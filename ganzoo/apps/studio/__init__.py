@@ -122,7 +122,6 @@ class Studio:
             raise BadRequest(str(error)) from None
         return {"features": found.request, "title": found.title, "artist": found.artist}
 
-
     def song_values(self, stream, name: str) -> tuple[dict, str]:
         """(slider values, what was measured) for an uploaded song read from ``stream``, named ``name`` only in
         messages: written to a private temporary folder under a name of the studio's own, measured, deleted."""
